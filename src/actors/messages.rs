@@ -1,0 +1,33 @@
+use actix::Message;
+
+use super::ExecutorError;
+use crate::db::OrderPage;
+use crate::domain::{NewOrder, Order, OrderId, OrderStatus, PageRequest};
+
+/// Store a validated order with its items.
+#[derive(Message)]
+#[rtype(result = "Result<Order, ExecutorError>")]
+pub struct CreateOrder(pub NewOrder);
+
+/// Read one order with its items; `None` when absent.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Order>, ExecutorError>")]
+pub struct GetOrder(pub OrderId);
+
+/// Read one page of the newest-first list.
+#[derive(Message)]
+#[rtype(result = "Result<OrderPage, ExecutorError>")]
+pub struct ListOrders(pub PageRequest);
+
+/// Move an order to another status, if the state machine allows it.
+#[derive(Message)]
+#[rtype(result = "Result<Order, ExecutorError>")]
+pub struct ChangeStatus {
+    pub id: OrderId,
+    pub to: OrderStatus,
+}
+
+/// Check that a pooled connection answers.
+#[derive(Message)]
+#[rtype(result = "Result<(), ExecutorError>")]
+pub struct CheckHealth;

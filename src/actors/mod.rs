@@ -1,0 +1,11 @@
+//! The `DbExecutor` actors. Each turns typed messages into queries on a connection from the
+//! shared bb8 pool; the executor set spreads messages over them and keeps them alive. Holds no
+//! business rules (those are in `domain`) and knows nothing of HTTP.
+
+mod executor;
+mod messages;
+mod set;
+
+pub use executor::{DbExecutor, ExecutorError};
+pub use messages::{ChangeStatus, CheckHealth, CreateOrder, GetOrder, ListOrders};
+pub use set::Executors;

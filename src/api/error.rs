@@ -1,0 +1,135 @@
+use actix_web::http::header::{self, ContentType};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::actors::ExecutorError;
+use crate::db::StoreError;
+use crate::domain::{FieldError, IllegalTransition, OrderStatus, ValidationErrors};
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_SECS: &str = "1";
+
+/// Every way a request can fail, and (in `ResponseError`) the one place that turns each into
+/// an HTTP status and a JSON body `{"error", "code", "details"?}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("request validation failed")]
+    Validation(#[from] ValidationErrors),
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("order not found")]
+    OrderNotFound,
+    #[error(transparent)]
+    IllegalTransition(#[from] IllegalTransition),
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    #[error("method {0} is not allowed on this route")]
+    MethodNotAllowed(String),
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("request body exceeds the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("service temporarily unavailable, retry later")]
+    Unavailable(String),
+    #[error("internal server error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => "validation_failed",
+            Self::BadRequest { code, .. } => code,
+            Self::OrderNotFound => "order_not_found",
+            Self::IllegalTransition(_) => "invalid_transition",
+            Self::RouteNotFound(_) => "route_not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::Unavailable(_) => "service_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl From<ExecutorError> for ApiError {
+    fn from(error: ExecutorError) -> Self {
+        match error {
+            ExecutorError::Store(StoreError::NotFound) => Self::OrderNotFound,
+            ExecutorError::Store(StoreError::IllegalTransition(e)) => Self::IllegalTransition(e),
+            ExecutorError::Store(StoreError::Unavailable(cause)) => Self::Unavailable(cause),
+            ExecutorError::Mailbox(e) => Self::Unavailable(e.to_string()),
+            ExecutorError::Store(StoreError::Rejected(e)) => Self::Internal(format!(
+                "BUG: the domain let through a value the database refused: {e}"
+            )),
+            other @ (ExecutorError::Store(StoreError::Query(_)) | ExecutorError::Panicked) => {
+                Self::Internal(other.to_string())
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: String,
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a [FieldError]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_status: Option<OrderStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed_transitions: Option<&'static [OrderStatus]>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) | Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::OrderNotFound | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            Self::IllegalTransition(_) => StatusCode::CONFLICT,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Unavailable(cause) => log::warn!("answering 503: {cause}"),
+            Self::Internal(cause) => log::error!("answering 500: {cause}"),
+            _ => {}
+        }
+        let body = ErrorBody {
+            error: self.to_string(),
+            code: self.code(),
+            details: match self {
+                Self::Validation(errors) => Some(&errors.0),
+                _ => None,
+            },
+            current_status: match self {
+                Self::IllegalTransition(e) => Some(e.from),
+                _ => None,
+            },
+            allowed_transitions: match self {
+                Self::IllegalTransition(e) => Some(e.from.next()),
+                _ => None,
+            },
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header(ContentType::json());
+        if let Self::Unavailable(_) = self {
+            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+        }
+        response.json(body)
+    }
+}

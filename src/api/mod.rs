@@ -1,0 +1,12 @@
+//! HTTP: routes, request and response bodies, and the one mapping of errors to status codes.
+//! Handlers parse input through `domain`, send a message to the executors and shape the answer;
+//! they never touch the database themselves.
+
+mod error;
+mod health;
+mod json;
+mod orders;
+mod routes;
+
+pub use error::ApiError;
+pub use routes::configure;

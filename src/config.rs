@@ -1,0 +1,217 @@
+//! Typed configuration, read once at start-up from the environment (after `.env`).
+
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+
+use crate::db::PoolSettings;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    pub database_url: String,
+    pub pool: PoolSettings,
+    /// How long `/health` waits for `SELECT 1`.
+    pub ping_timeout: Duration,
+    pub executors: usize,
+}
+
+/// A variable that is set but unusable; start-up stops and names it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {var}={value:?}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|var| std::env::var(var).ok())
+    }
+
+    /// Reads every setting through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let pool = PoolSettings {
+            max_size: env.parse("DB_MAX_OPEN_CONNS", 16, positive)?,
+            min_idle: env.parse("DB_MAX_IDLE_CONNS", 4, |_: &u32| Ok(()))?,
+            max_lifetime: env.duration("DB_CONN_MAX_LIFETIME", "45m")?,
+            idle_timeout: env.duration("DB_CONN_MAX_IDLE_TIME", "20m")?,
+            connection_timeout: env.duration("DB_POOL_TIMEOUT", "3s")?,
+        };
+        if pool.min_idle > pool.max_size {
+            return Err(env.invalid(
+                "DB_MAX_IDLE_CONNS",
+                format!("must not exceed DB_MAX_OPEN_CONNS ({})", pool.max_size),
+            ));
+        }
+        Ok(Self {
+            host: env.parse("HOST", IpAddr::from([0, 0, 0, 0]), |_| Ok(()))?,
+            port: env.parse("PORT", 8080, |_| Ok(()))?,
+            database_url: database_url(&env)?,
+            pool,
+            ping_timeout: env.duration("DB_PING_TIMEOUT", "2s")?,
+            executors: env.parse("DB_EXECUTORS", cores, positive)?,
+        })
+    }
+}
+
+fn positive<T: PartialOrd + Default>(n: &T) -> Result<(), String> {
+    if *n > T::default() {
+        Ok(())
+    } else {
+        Err("must be at least 1".into())
+    }
+}
+
+/// `DATABASE_URL` when set, else a URL built from the seed's `POSTGRES_*` variables.
+fn database_url(env: &Env<'_>) -> Result<String, ConfigError> {
+    if let Some(url) = env.get("DATABASE_URL") {
+        return Ok(url);
+    }
+    let sslmode = env
+        .get("POSTGRES_SSLMODE")
+        .unwrap_or_else(|| "disable".into());
+    // diesel-async connects through tokio-postgres without a TLS backend in this build.
+    if !matches!(sslmode.as_str(), "disable" | "prefer") {
+        return Err(env.invalid(
+            "POSTGRES_SSLMODE",
+            "only disable or prefer are supported (no TLS in this build)",
+        ));
+    }
+    let encode = |var: &str, default: &str| {
+        let value = env.get(var).unwrap_or_else(|| default.to_owned());
+        utf8_percent_encode(&value, NON_ALPHANUMERIC).to_string()
+    };
+    let port: u16 = env.parse("POSTGRES_PORT", 5432, |_| Ok(()))?;
+    Ok(format!(
+        "postgres://{}:{}@{}:{port}/{}?sslmode={sslmode}",
+        encode("POSTGRES_USER", "user"),
+        encode("POSTGRES_PASSWORD", "password"),
+        env.get("POSTGRES_HOST")
+            .unwrap_or_else(|| "localhost".into()),
+        encode("POSTGRES_DBNAME", "orderdb"),
+    ))
+}
+
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    /// The variable's value; set-but-empty counts as unset, as in the seed.
+    fn get(&self, var: &str) -> Option<String> {
+        (self.0)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    fn invalid(&self, var: &'static str, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            var,
+            value: self.get(var).unwrap_or_default(),
+            reason: reason.into(),
+        }
+    }
+
+    fn parse<T: FromStr>(
+        &self,
+        var: &'static str,
+        default: T,
+        check: impl Fn(&T) -> Result<(), String>,
+    ) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let Some(raw) = self.get(var) else {
+            return Ok(default);
+        };
+        let value = raw
+            .trim()
+            .parse::<T>()
+            .map_err(|e| self.invalid(var, e.to_string()))?;
+        check(&value).map_err(|reason| self.invalid(var, reason))?;
+        Ok(value)
+    }
+
+    /// Durations like `45m`, `15s`, `500ms`.
+    fn duration(&self, var: &'static str, default: &str) -> Result<Duration, ConfigError> {
+        let raw = self.get(var).unwrap_or_else(|| default.to_owned());
+        match humantime::parse_duration(raw.trim()) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => Err(self.invalid(var, "must be longer than zero")),
+            Err(e) => Err(self.invalid(var, format!("{e} (expected e.g. 15s, 45m)"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|var| vars.get(var).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_seed_where_it_is_right() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(
+            c.database_url,
+            "postgres://user:password@localhost:5432/orderdb?sslmode=disable"
+        );
+        assert_eq!(c.pool.max_size, 16);
+        assert_eq!(c.pool.connection_timeout, Duration::from_secs(3));
+        assert_eq!(c.pool.max_lifetime, Duration::from_secs(45 * 60));
+        assert!(c.executors >= 1);
+    }
+
+    #[test]
+    fn database_url_wins_and_credentials_are_escaped() {
+        let c = config(&[
+            ("DATABASE_URL", "postgres://a@b/c"),
+            ("POSTGRES_HOST", "ignored"),
+        ])
+        .unwrap();
+        assert_eq!(c.database_url, "postgres://a@b/c");
+        let c = config(&[
+            ("POSTGRES_PASSWORD", "p@ss/word"),
+            ("POSTGRES_PORT", "6543"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.database_url,
+            "postgres://user:p%40ss%2Fword@localhost:6543/orderdb?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let cases = [
+            ("PORT", "abc"),
+            ("PORT", "70000"),
+            ("DB_MAX_OPEN_CONNS", "0"),
+            ("DB_EXECUTORS", "-1"),
+            ("DB_POOL_TIMEOUT", "soon"),
+            ("DB_CONN_MAX_LIFETIME", "0s"),
+            ("POSTGRES_PORT", "x"),
+            ("POSTGRES_SSLMODE", "require"),
+            ("HOST", "localhost:80"),
+        ];
+        for (var, value) in cases {
+            let err = config(&[(var, value)]).expect_err(var);
+            assert_eq!(err.var, var);
+            assert!(err.to_string().contains(var), "{err}");
+        }
+        let err = config(&[("DB_MAX_OPEN_CONNS", "2"), ("DB_MAX_IDLE_CONNS", "3")]).unwrap_err();
+        assert_eq!(err.var, "DB_MAX_IDLE_CONNS");
+    }
+}

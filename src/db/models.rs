@@ -1,0 +1,94 @@
+//! Row types: what the tables hold, and their mapping to the domain's stored-order view.
+
+use bigdecimal::BigDecimal;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+
+use super::schema::{order_items, order_status_history, orders};
+use super::StoreError;
+use crate::domain::{Money, Order, OrderId, OrderItem, OrderStatus};
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]
+pub struct OrderRow {
+    pub id: i64,
+    pub customer_name: String,
+    pub customer_email: String,
+    pub total_amount: BigDecimal,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = order_items, check_for_backend(diesel::pg::Pg))]
+pub struct ItemRow {
+    pub id: i64,
+    pub order_id: i64,
+    pub product_name: String,
+    pub quantity: i32,
+    pub unit_price: BigDecimal,
+    pub total_price: BigDecimal,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = orders)]
+pub struct NewOrderRow<'a> {
+    pub customer_name: &'a str,
+    pub customer_email: &'a str,
+    pub total_amount: &'a BigDecimal,
+    pub status: &'a str,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = order_items)]
+pub struct NewItemRow<'a> {
+    pub order_id: i64,
+    pub product_name: &'a str,
+    pub quantity: i32,
+    pub unit_price: &'a BigDecimal,
+    pub total_price: &'a BigDecimal,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = order_status_history)]
+pub struct NewHistoryRow {
+    pub order_id: i64,
+    pub from_status: Option<&'static str>,
+    pub to_status: &'static str,
+}
+
+pub fn parse_status(stored: &str) -> Result<OrderStatus, StoreError> {
+    stored
+        .parse()
+        .map_err(|e| StoreError::Query(diesel::result::Error::DeserializationError(Box::new(e))))
+}
+
+impl OrderRow {
+    /// Joins the row with its items (already in id order) into the API's view of an order.
+    pub fn into_order(self, items: Vec<ItemRow>) -> Result<Order, StoreError> {
+        Ok(Order {
+            id: OrderId::from_stored(self.id),
+            status: parse_status(&self.status)?,
+            customer_name: self.customer_name,
+            customer_email: self.customer_email,
+            total_amount: Money::from_stored(self.total_amount),
+            items: items.into_iter().map(ItemRow::into_item).collect(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+impl ItemRow {
+    fn into_item(self) -> OrderItem {
+        OrderItem {
+            id: self.id,
+            order_id: OrderId::from_stored(self.order_id),
+            product_name: self.product_name,
+            quantity: self.quantity,
+            unit_price: Money::from_stored(self.unit_price),
+            total_price: Money::from_stored(self.total_price),
+        }
+    }
+}

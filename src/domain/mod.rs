@@ -1,0 +1,21 @@
+//! The order domain: pure types and rules, no I/O.
+//!
+//! Everything that crosses the API boundary is parsed here into types that cannot hold an
+//! invalid value (`NewOrder`, `OrderStatus`, `PageRequest` …), so the layers below never
+//! re-check input. Nothing in this module may touch the database, actors or HTTP.
+
+mod email;
+mod money;
+mod order;
+mod page;
+mod status;
+mod text;
+mod validation;
+
+pub use email::Email;
+pub use money::Money;
+pub use order::{ItemInput, NewItem, NewOrder, Order, OrderId, OrderItem, MAX_ITEMS};
+pub use page::{Cursor, PageLimit, PageRequest};
+pub use status::{IllegalTransition, OrderStatus, Transition, UnknownStatus};
+pub use text::{CustomerName, ProductName};
+pub use validation::{FieldError, ValidationErrors};

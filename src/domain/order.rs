@@ -1,0 +1,275 @@
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::validation::Collector;
+use super::{CustomerName, Email, Money, OrderStatus, ProductName, ValidationErrors};
+
+pub const MAX_ITEMS: usize = 100;
+const MAX_QUANTITY: i64 = 1_000_000;
+
+/// The id of a stored order: a positive 64-bit integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct OrderId(i64);
+
+impl OrderId {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.parse::<i64>() {
+            Ok(id) if id > 0 => Ok(Self(id)),
+            _ => Err(format!(
+                "order id must be a positive 64-bit integer, got {text:?}"
+            )),
+        }
+    }
+
+    /// Wraps an id the database assigned.
+    pub fn from_stored(id: i64) -> Self {
+        Self(id)
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// One order line as the client sent it, before validation.
+pub struct ItemInput<'a> {
+    pub product_name: &'a str,
+    pub quantity: i64,
+    /// The price exactly as written in the request (e.g. the JSON number's text).
+    pub unit_price: &'a str,
+}
+
+/// A validated order line with its exact total.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewItem {
+    pub product_name: ProductName,
+    pub quantity: u32,
+    pub unit_price: Money,
+    pub total_price: Money,
+}
+
+/// A validated order, ready to store: every field is within its bounds and the totals fit
+/// the database columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub customer_name: CustomerName,
+    pub customer_email: Email,
+    pub items: Vec<NewItem>,
+    pub total_amount: Money,
+}
+
+impl NewOrder {
+    /// Parses a create request, reporting every invalid field at once.
+    pub fn parse<'a>(
+        customer_name: &str,
+        customer_email: &str,
+        items: impl ExactSizeIterator<Item = ItemInput<'a>>,
+    ) -> Result<Self, ValidationErrors> {
+        let mut errors = Collector::default();
+        let name = errors.check(
+            || "customer_name".into(),
+            CustomerName::parse(customer_name),
+        );
+        let email = errors.check(|| "customer_email".into(), Email::parse(customer_email));
+        let count = items.len();
+        let count_ok = errors.check(
+            || "items".into(),
+            match count {
+                0 => Err("must contain at least one item".into()),
+                n if n > MAX_ITEMS => {
+                    Err(format!("must contain at most {MAX_ITEMS} items (got {n})"))
+                }
+                _ => Ok(()),
+            },
+        );
+        // Lines beyond the limit are not inspected: the count error already rejects the order.
+        let parsed: Vec<Option<NewItem>> = items
+            .take(MAX_ITEMS)
+            .enumerate()
+            .map(|(i, item)| parse_item(&mut errors, i, item))
+            .collect();
+        let order = (|| {
+            let items: Vec<NewItem> = parsed.into_iter().collect::<Option<_>>()?;
+            let total_amount: Money = items.iter().map(|i| i.total_price.clone()).sum();
+            let total_ok = errors.check(
+                || "items".into(),
+                if total_amount > Money::max_total() {
+                    Err(format!(
+                        "order total must be at most {}",
+                        Money::max_total()
+                    ))
+                } else {
+                    Ok(())
+                },
+            );
+            total_ok?;
+            count_ok?;
+            Some(NewOrder {
+                customer_name: name?,
+                customer_email: email?,
+                items,
+                total_amount,
+            })
+        })();
+        errors.finish(order)
+    }
+}
+
+fn parse_item(errors: &mut Collector, index: usize, item: ItemInput<'_>) -> Option<NewItem> {
+    let field = |name: &str| format!("items[{index}].{name}");
+    let product_name = errors.check(
+        || field("product_name"),
+        ProductName::parse(item.product_name),
+    );
+    let quantity = errors.check(
+        || field("quantity"),
+        match u32::try_from(item.quantity) {
+            Ok(q) if (1..=MAX_QUANTITY).contains(&item.quantity) => Ok(q),
+            _ => Err(format!(
+                "must be between 1 and {MAX_QUANTITY} (got {})",
+                item.quantity
+            )),
+        },
+    );
+    let unit_price = errors.check(
+        || field("unit_price"),
+        Money::parse_unit_price(item.unit_price),
+    );
+    let (product_name, quantity, unit_price) = (product_name?, quantity?, unit_price?);
+    Some(NewItem {
+        total_price: unit_price.times(quantity),
+        product_name,
+        quantity,
+        unit_price,
+    })
+}
+
+/// A stored order line, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderItem {
+    pub id: i64,
+    pub order_id: OrderId,
+    pub product_name: String,
+    pub quantity: i32,
+    pub unit_price: Money,
+    pub total_price: Money,
+}
+
+/// A stored order with its lines, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Order {
+    pub id: OrderId,
+    pub customer_name: String,
+    pub customer_email: String,
+    pub status: OrderStatus,
+    pub total_amount: Money,
+    pub items: Vec<OrderItem>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item<'a>(name: &'a str, quantity: i64, price: &'a str) -> ItemInput<'a> {
+        ItemInput {
+            product_name: name,
+            quantity,
+            unit_price: price,
+        }
+    }
+
+    fn fields(result: Result<NewOrder, ValidationErrors>) -> Vec<String> {
+        result
+            .expect_err("expected validation errors")
+            .0
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
+    #[test]
+    fn valid_order_gets_exact_totals() {
+        let order = NewOrder::parse(
+            " John Doe ",
+            "john@example.com",
+            vec![item("Laptop", 1, "999.99"), item("Pen", 3, "0.10")].into_iter(),
+        )
+        .unwrap();
+        assert_eq!(order.customer_name.as_str(), "John Doe");
+        assert_eq!(order.items[1].total_price.to_string(), "0.30");
+        assert_eq!(order.total_amount.to_string(), "1000.29");
+    }
+
+    #[test]
+    fn reports_every_bad_field_at_once() {
+        let got = fields(NewOrder::parse(
+            "",
+            "not-an-email",
+            vec![item("", 0, "-1"), item("ok", 1, "1.234")].into_iter(),
+        ));
+        assert_eq!(
+            got,
+            [
+                "customer_name",
+                "customer_email",
+                "items[0].product_name",
+                "items[0].quantity",
+                "items[0].unit_price",
+                "items[1].unit_price"
+            ]
+        );
+    }
+
+    #[test]
+    fn quantity_bounds() {
+        for (quantity, ok) in [
+            (0, false),
+            (1, true),
+            (1_000_000, true),
+            (1_000_001, false),
+            (-1, false),
+            (i64::MAX, false),
+        ] {
+            let result = NewOrder::parse("a", "a@b.co", std::iter::once(item("x", quantity, "1")));
+            assert_eq!(result.is_ok(), ok, "quantity {quantity}");
+        }
+    }
+
+    #[test]
+    fn item_count_bounds() {
+        for (count, ok) in [(0, false), (1, true), (100, true), (101, false)] {
+            let items: Vec<_> = (0..count).map(|_| item("x", 1, "1")).collect();
+            let result = NewOrder::parse("a", "a@b.co", items.into_iter());
+            assert_eq!(result.is_ok(), ok, "{count} items");
+        }
+    }
+
+    #[test]
+    fn total_must_fit_the_column() {
+        let max = Money::max_unit_price().to_string();
+        let fits = NewOrder::parse("a", "a@b.co", std::iter::once(item("x", 100, &max)));
+        assert_eq!(fits.unwrap().total_amount.to_string(), "999999999999.00");
+        let one_cent_more = vec![item("x", 100, &max), item("y", 1, "1.00")];
+        let too_big = NewOrder::parse("a", "a@b.co", one_cent_more.into_iter());
+        assert_eq!(fields(too_big), ["items"]);
+    }
+
+    #[test]
+    fn order_ids_are_positive_i64() {
+        for (text, ok) in [
+            ("1", true),
+            ("9223372036854775807", true),
+            ("0", false),
+            ("-1", false),
+            ("9223372036854775808", false),
+            ("abc", false),
+            ("1.0", false),
+            ("", false),
+        ] {
+            assert_eq!(OrderId::parse(text).is_ok(), ok, "id {text:?}");
+        }
+    }
+}

@@ -1,0 +1,6 @@
+pub mod actors;
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod startup;

@@ -1,0 +1,323 @@
+//! The test harness: a real application on a free port, backed by its own fresh database.
+//!
+//! Once per test process a template database is migrated (named after a hash of the
+//! migrations, so an edited migration gets a new one); each test then gets
+//! `CREATE DATABASE … TEMPLATE` of it and drops it when its `TestApp` goes out of scope.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+
+use diesel::sql_types::{BigInt, Text};
+use diesel::QueryableByName;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use order_service::config::Config;
+use order_service::db::run_migrations;
+use order_service::startup::Application;
+use reqwest::{Method, Response};
+use serde_json::{json, Value};
+use tokio::sync::OnceCell;
+
+/// Maintenance database of the test cluster that `make test` starts.
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into())
+}
+
+fn url_for(database: &str) -> String {
+    let admin = admin_url();
+    let (server, _) = admin
+        .rsplit_once('/')
+        .expect("TEST_DATABASE_URL must end with /<database>");
+    format!("{server}/{database}")
+}
+
+pub async fn admin_connection() -> AsyncPgConnection {
+    let url = admin_url();
+    AsyncPgConnection::establish(&url).await.unwrap_or_else(|e| {
+        panic!("cannot reach the test PostgreSQL at {url} ({e}); run the tests with `make test`, which starts it")
+    })
+}
+
+async fn execute(conn: &mut AsyncPgConnection, sql: &str) {
+    diesel::sql_query(sql)
+        .execute(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+#[derive(QueryableByName)]
+struct Name {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    count: i64,
+}
+
+fn migrations_hash() -> u64 {
+    let mut hasher = DefaultHasher::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .expect("migrations folder")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        dir.file_name().hash(&mut hasher);
+        std::fs::read(dir.join("up.sql"))
+            .unwrap_or_default()
+            .hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+
+/// Migrates the template database once; an advisory lock keeps concurrent test processes apart.
+async fn template() -> &'static str {
+    TEMPLATE
+        .get_or_init(|| async {
+            let name = format!("ordersvc_template_{:016x}", migrations_hash());
+            let mut admin = admin_connection().await;
+            execute(&mut admin, "SELECT pg_advisory_lock(727274)").await;
+            sweep_leftovers(&mut admin).await;
+            let exists: Vec<Name> = diesel::sql_query(format!(
+                "SELECT datname AS name FROM pg_database WHERE datname = '{name}'"
+            ))
+            .load(&mut admin)
+            .await
+            .expect("list databases");
+            if exists.is_empty() {
+                let building = format!("{name}_building");
+                execute(&mut admin, &format!("DROP DATABASE IF EXISTS {building}")).await;
+                execute(&mut admin, &format!("CREATE DATABASE {building}")).await;
+                run_migrations(&url_for(&building))
+                    .await
+                    .expect("migrate the template database");
+                // Renaming only when complete means a crash never leaves a half-migrated template.
+                execute(
+                    &mut admin,
+                    &format!("ALTER DATABASE {building} RENAME TO {name}"),
+                )
+                .await;
+            }
+            execute(&mut admin, "SELECT pg_advisory_unlock(727274)").await;
+            name
+        })
+        .await
+}
+
+/// Drops test databases left behind by test processes that no longer run (killed mid-test).
+async fn sweep_leftovers(admin: &mut AsyncPgConnection) {
+    let names: Vec<Name> = diesel::sql_query(
+        "SELECT datname AS name FROM pg_database WHERE datname LIKE 'ordersvc\\_test\\_%'",
+    )
+    .load(admin)
+    .await
+    .expect("list test databases");
+    for Name { name } in names {
+        let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            execute(
+                admin,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )
+            .await;
+        }
+    }
+}
+
+/// A database of our own for one test, dropped on `Drop`.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    async fn create() -> Self {
+        let template = template().await;
+        let name = format!(
+            "ordersvc_test_{}_{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let mut admin = admin_connection().await;
+        execute(
+            &mut admin,
+            &format!("CREATE DATABASE {name} TEMPLATE {template}"),
+        )
+        .await;
+        Self {
+            url: url_for(&name),
+            name,
+        }
+    }
+
+    pub async fn connect(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// Runs a `SELECT count(*) AS count …` query.
+    pub async fn count(&self, sql: &str) -> i64 {
+        let rows: Vec<Count> = diesel::sql_query(sql)
+            .load(&mut self.connect().await)
+            .await
+            .expect(sql);
+        rows[0].count
+    }
+
+    /// Drops the database while the app may still hold connections to it.
+    pub async fn drop_now(&self) {
+        execute(
+            &mut admin_connection().await,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        )
+        .await;
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop cannot await; a short-lived runtime on a thread of its own does the work.
+        let _ = std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                if let Ok(mut admin) = AsyncPgConnection::establish(&admin_url()).await {
+                    let _ =
+                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(&mut admin)
+                            .await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the application with test settings, adjusted by `tweak`.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let db = TestDb::create().await;
+    let mut config = Config::from_lookup(|_| None).expect("default configuration");
+    config.host = [127, 0, 0, 1].into();
+    config.port = 0;
+    config.database_url = db.url.clone();
+    config.pool.max_size = 10;
+    config.pool.min_idle = 0;
+    config.executors = 2;
+    tweak(&mut config);
+    let app = Application::build(config)
+        .await
+        .expect("application starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    actix_rt::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        db,
+    }
+}
+
+/// The seed README's create example.
+pub fn seed_order() -> Value {
+    json!({
+        "customer_name": "John Doe",
+        "customer_email": "john@example.com",
+        "items": [{"product_name": "Laptop", "quantity": 1, "unit_price": 999.99}]
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn request(&self, method: Method, path: &str) -> Response {
+        self.client
+            .request(method, self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).await
+    }
+
+    pub async fn create_order(&self, body: &Value) -> Response {
+        self.client
+            .post(self.url("/api/v1/orders"))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Creates an order that must succeed and returns its JSON.
+    pub async fn created(&self, body: &Value) -> Value {
+        let response = self.create_order(body).await;
+        assert_eq!(response.status(), 201, "creating {body}");
+        response.json().await.expect("order JSON")
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get_order(&self, id: impl std::fmt::Display) -> Response {
+        self.get(&format!("/api/v1/orders/{id}")).await
+    }
+
+    pub async fn list_orders(&self, query: &str) -> Response {
+        self.get(&format!("/api/v1/orders{query}")).await
+    }
+
+    pub async fn set_status(&self, id: impl std::fmt::Display, status: &str) -> Response {
+        self.client
+            .put(self.url(&format!("/api/v1/orders/{id}/status")))
+            .json(&json!({ "status": status }))
+            .send()
+            .await
+            .expect("request sent")
+    }
+}
+
+/// Reads a non-2xx answer and checks it has the common error shape; returns the body.
+pub async fn error_body(response: Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status(), status, "expected HTTP {status} ({code})");
+    let body: Value = response.json().await.expect("error bodies are JSON");
+    assert_eq!(body["code"], code, "error code in {body}");
+    assert!(
+        body["error"].as_str().is_some_and(|m| !m.is_empty()),
+        "human message in {body}"
+    );
+    body
+}
