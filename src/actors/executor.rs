@@ -1,19 +1,26 @@
 use std::any::Any;
+use std::collections::VecDeque;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, Context, Handler, MailboxError, ResponseActFuture,
-    Supervised, WrapFuture,
+    Actor, ActorContext, ActorFuture, ActorFutureExt, AsyncContext, Context, Handler, MailboxError,
+    ResponseActFuture, ResponseFuture, Supervised, WrapFuture,
 };
 use diesel_async::AsyncPgConnection;
 use futures_util::FutureExt;
+use tokio::sync::oneshot;
 
 use super::messages::{ChangeStatus, CheckHealth, CreateOrder, GetOrder, ListOrders};
 use crate::db::{self, OrderPage, Pool, StoreError};
-use crate::domain::Order;
+use crate::domain::{NewOrder, Order};
+
+/// Most orders written in one transaction: keeps a commit short and the item INSERT under
+/// PostgreSQL's 65,535 bind parameters (100 orders × 100 items × 5 columns).
+const MAX_BATCH: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutorError {
@@ -23,18 +30,33 @@ pub enum ExecutorError {
     Panicked,
     #[error("database executor unreachable: {0}")]
     Mailbox(#[from] MailboxError),
+    #[error("database executor stopped before answering")]
+    Interrupted,
 }
 
-/// Runs queries for the messages it receives, each on its own pooled connection.
+/// A create request waiting for the next batch.
+struct PendingCreate {
+    order: NewOrder,
+    reply: oneshot::Sender<Result<Order, ExecutorError>>,
+}
+
+/// Runs queries for the messages it receives, each on a pooled connection.
 ///
-/// Handlers return `ResponseActFuture`, which the actor spawns rather than waits on, so one
-/// executor has many queries in flight; the pool bounds how many reach the database at once.
+/// Reads and status changes return `ResponseActFuture`, which the actor spawns rather than
+/// waits on, so one executor has many queries in flight; the pool bounds how many reach the
+/// database at once.
+///
+/// Creates are group-committed: while one batch transaction is in flight, the creates that
+/// arrive queue up and go together as the next transaction. A lone create is written at once
+/// (no timer), and under load one commit carries many orders, which is where the time goes.
 pub struct DbExecutor {
     index: usize,
     pool: Pool,
     ping_timeout: Duration,
     /// Shared with the executor set: how many times any executor was restarted.
     restarts: Arc<AtomicU64>,
+    pending: VecDeque<PendingCreate>,
+    flushing: bool,
 }
 
 impl DbExecutor {
@@ -44,24 +66,22 @@ impl DbExecutor {
             pool,
             ping_timeout,
             restarts,
+            pending: VecDeque::new(),
+            flushing: false,
         }
     }
 
-    /// Runs `work` on a pooled connection. A panic inside it is caught here, answered as
-    /// `Panicked`, and stops the actor so that its `Supervisor` starts a fresh one.
-    fn run<T, F>(&self, work: F) -> ResponseActFuture<Self, Result<T, ExecutorError>>
-    where
-        T: 'static,
-        F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, StoreError> + 'static,
-    {
-        let pool = self.pool.clone();
-        let job = async move {
-            let mut conn = pool.get_owned().await?;
-            work(&mut conn).await
-        };
-        Box::pin(AssertUnwindSafe(job).catch_unwind().into_actor(self).map(
-            |outcome, executor, ctx| match outcome {
-                Ok(result) => result.map_err(ExecutorError::from),
+    /// Runs `job` inside the actor. A panic inside it is caught here, answered as `Panicked`,
+    /// and stops the actor so that its `Supervisor` starts it afresh.
+    fn guarded<T: 'static>(
+        &self,
+        job: impl Future<Output = Result<T, ExecutorError>> + 'static,
+    ) -> impl ActorFuture<Self, Output = Result<T, ExecutorError>> + 'static {
+        AssertUnwindSafe(job)
+            .catch_unwind()
+            .into_actor(self)
+            .map(|outcome, executor, ctx| match outcome {
+                Ok(result) => result,
                 Err(panic) => {
                     log::error!(
                         "db executor {} panicked ({}); restarting it",
@@ -71,8 +91,80 @@ impl DbExecutor {
                     ctx.stop();
                     Err(ExecutorError::Panicked)
                 }
-            },
-        ))
+            })
+    }
+
+    /// Runs `work` on a pooled connection, guarded.
+    fn run<T, F>(&self, work: F) -> ResponseActFuture<Self, Result<T, ExecutorError>>
+    where
+        T: 'static,
+        F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, StoreError> + 'static,
+    {
+        let pool = self.pool.clone();
+        Box::pin(self.guarded(async move {
+            let mut conn = pool.get_owned().await.map_err(StoreError::from)?;
+            Ok(work(&mut conn).await?)
+        }))
+    }
+
+    /// Writes the next batch of waiting creates, then the next, until none wait.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        let size = self.pending.len().min(MAX_BATCH);
+        self.flushing = size > 0;
+        if size == 0 {
+            return;
+        }
+        let (orders, replies): (Vec<_>, Vec<_>) = self
+            .pending
+            .drain(..size)
+            .map(|p| (p.order, p.reply))
+            .unzip();
+        let pool = self.pool.clone();
+        let job = async move {
+            let results = store_batch(&pool, &orders).await;
+            for (reply, result) in replies.into_iter().zip(results) {
+                // The requester may have gone away; its order is stored all the same.
+                let _ = reply.send(result.map_err(ExecutorError::from));
+            }
+            Ok(())
+        };
+        ctx.spawn(self.guarded(job).map(|outcome, executor, ctx| {
+            if outcome.is_ok() {
+                executor.flush(ctx);
+            }
+        }));
+    }
+}
+
+/// Writes a batch in one transaction. If that fails for any reason but an unreachable
+/// database, writes each order alone, so that one bad order cannot fail the others.
+async fn store_batch(pool: &Pool, orders: &[NewOrder]) -> Vec<Result<Order, StoreError>> {
+    let unavailable = |cause: &str| {
+        orders
+            .iter()
+            .map(|_| Err(StoreError::Unavailable(cause.to_owned())))
+            .collect()
+    };
+    let mut conn = match pool.get().await {
+        Ok(conn) => conn,
+        Err(e) => return unavailable(&StoreError::from(e).to_string()),
+    };
+    match db::insert_orders(&mut conn, orders).await {
+        Ok(stored) => stored.into_iter().map(Ok).collect(),
+        Err(StoreError::Unavailable(cause)) => unavailable(&cause),
+        Err(e) if orders.len() == 1 => vec![Err(e)],
+        Err(e) => {
+            log::warn!(
+                "a batch of {} orders failed ({e}); writing them one by one",
+                orders.len()
+            );
+            let mut results = Vec::with_capacity(orders.len());
+            for order in orders {
+                let stored = db::insert_orders(&mut conn, std::slice::from_ref(order)).await;
+                results.push(stored.map(|mut one| one.remove(0)));
+            }
+            results
+        }
     }
 }
 
@@ -86,20 +178,31 @@ fn panic_message(panic: &(dyn Any + Send)) -> &str {
 
 impl Actor for DbExecutor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // After a restart, creates that were waiting for a batch are still queued.
+        self.flush(ctx);
+    }
 }
 
 impl Supervised for DbExecutor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.flushing = false;
         self.restarts.fetch_add(1, Ordering::Relaxed);
         log::warn!("db executor {} restarted", self.index);
     }
 }
 
 impl Handler<CreateOrder> for DbExecutor {
-    type Result = ResponseActFuture<Self, Result<Order, ExecutorError>>;
+    type Result = ResponseFuture<Result<Order, ExecutorError>>;
 
-    fn handle(&mut self, CreateOrder(order): CreateOrder, _: &mut Context<Self>) -> Self::Result {
-        self.run(async move |conn| db::insert_order(conn, &order).await)
+    fn handle(&mut self, CreateOrder(order): CreateOrder, ctx: &mut Context<Self>) -> Self::Result {
+        let (reply, answer) = oneshot::channel();
+        self.pending.push_back(PendingCreate { order, reply });
+        if !self.flushing {
+            self.flush(ctx);
+        }
+        Box::pin(async move { answer.await.unwrap_or(Err(ExecutorError::Interrupted)) })
     }
 }
 

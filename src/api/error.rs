@@ -67,6 +67,7 @@ impl From<ExecutorError> for ApiError {
             ExecutorError::Store(StoreError::IllegalTransition(e)) => Self::IllegalTransition(e),
             ExecutorError::Store(StoreError::Unavailable(cause)) => Self::Unavailable(cause),
             ExecutorError::Mailbox(e) => Self::Unavailable(e.to_string()),
+            ExecutorError::Interrupted => Self::Unavailable(error.to_string()),
             ExecutorError::Store(StoreError::Rejected(e)) => Self::Internal(format!(
                 "BUG: the domain let through a value the database refused: {e}"
             )),

@@ -12,4 +12,4 @@ pub mod schema;
 pub use error::StoreError;
 pub use migrations::{run_migrations, MigrationError};
 pub use pool::{build_pool, Pool, PoolSettings};
-pub use queries::{change_status, find_order, insert_order, orders_page, ping, OrderPage};
+pub use queries::{change_status, find_order, insert_orders, orders_page, ping, OrderPage};

@@ -26,49 +26,88 @@ pub async fn ping(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Stores the order, all its items and its initial history row in one transaction.
-pub async fn insert_order(
+/// Stores the orders, all their items and their initial history rows in one transaction,
+/// with one multi-row INSERT per table whatever the number of orders. Returns the stored
+/// orders in the order given.
+pub async fn insert_orders(
     conn: &mut AsyncPgConnection,
-    order: &NewOrder,
-) -> Result<Order, StoreError> {
-    conn.transaction::<_, StoreError, _>(async |conn| insert_order_rows(conn, order).await)
+    orders: &[NewOrder],
+) -> Result<Vec<Order>, StoreError> {
+    conn.transaction::<_, StoreError, _>(async |conn| insert_order_rows(conn, orders).await)
         .await
 }
 
 async fn insert_order_rows(
     conn: &mut AsyncPgConnection,
-    order: &NewOrder,
-) -> Result<Order, StoreError> {
-    let row: OrderRow = diesel::insert_into(orders::table)
-        .values(NewOrderRow {
+    orders: &[NewOrder],
+) -> Result<Vec<Order>, StoreError> {
+    let new_rows: Vec<NewOrderRow> = orders
+        .iter()
+        .map(|order| NewOrderRow {
             customer_name: order.customer_name.as_str(),
             customer_email: order.customer_email.as_str(),
             total_amount: order.total_amount.as_decimal(),
             status: OrderStatus::Pending.as_str(),
         })
+        .collect();
+    let mut rows: Vec<OrderRow> = diesel::insert_into(orders::table)
+        .values(&new_rows)
         .returning(OrderRow::as_returning())
-        .get_result(conn)
+        .get_results(conn)
         .await?;
-    let new_items: Vec<NewItemRow> = order
-        .items
+    // The id sequence is drawn row by row in VALUES order, so ascending ids pair the rows
+    // with the orders they came from.
+    rows.sort_by_key(|row| row.id);
+
+    let new_items: Vec<NewItemRow> = rows
         .iter()
-        .map(|item| NewItemRow {
-            order_id: row.id,
-            product_name: item.product_name.as_str(),
-            // Bounded to 1..=1_000_000 by the domain.
-            quantity: item.quantity as i32,
-            unit_price: item.unit_price.as_decimal(),
-            total_price: item.total_price.as_decimal(),
+        .zip(orders)
+        .flat_map(|(row, order)| {
+            order.items.iter().map(|item| NewItemRow {
+                order_id: row.id,
+                product_name: item.product_name.as_str(),
+                // Bounded to 1..=1_000_000 by the domain.
+                quantity: item.quantity as i32,
+                unit_price: item.unit_price.as_decimal(),
+                total_price: item.total_price.as_decimal(),
+            })
         })
         .collect();
-    let mut items: Vec<ItemRow> = diesel::insert_into(order_items::table)
+    let items: Vec<ItemRow> = diesel::insert_into(order_items::table)
         .values(&new_items)
         .returning(ItemRow::as_returning())
         .get_results(conn)
         .await?;
-    items.sort_by_key(|item| item.id);
-    record_status(conn, row.id, None, OrderStatus::Pending).await?;
-    row.into_order(items)
+    let history: Vec<NewHistoryRow> = rows
+        .iter()
+        .map(|row| NewHistoryRow {
+            order_id: row.id,
+            from_status: None,
+            to_status: OrderStatus::Pending.as_str(),
+        })
+        .collect();
+    diesel::insert_into(order_status_history::table)
+        .values(&history)
+        .execute(conn)
+        .await?;
+
+    let mut items_by_order = group_items(items);
+    rows.into_iter()
+        .map(|row| {
+            let items = items_by_order.remove(&row.id).unwrap_or_default();
+            row.into_order(items)
+        })
+        .collect()
+}
+
+/// Groups item rows by order, each group in id order.
+fn group_items(mut items: Vec<ItemRow>) -> HashMap<i64, Vec<ItemRow>> {
+    items.sort_by_key(|item| (item.order_id, item.id));
+    let mut by_order: HashMap<i64, Vec<ItemRow>> = HashMap::new();
+    for item in items {
+        by_order.entry(item.order_id).or_default().push(item);
+    }
+    by_order
 }
 
 async fn record_status(
@@ -138,16 +177,12 @@ pub async fn orders_page(
     rows.truncate(limit);
 
     let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
-    let mut items_by_order: HashMap<i64, Vec<ItemRow>> = HashMap::with_capacity(ids.len());
     let items: Vec<ItemRow> = order_items::table
         .filter(order_items::order_id.eq_any(&ids))
-        .order((order_items::order_id, order_items::id))
         .select(ItemRow::as_select())
         .load(conn)
         .await?;
-    for item in items {
-        items_by_order.entry(item.order_id).or_default().push(item);
-    }
+    let mut items_by_order = group_items(items);
 
     let next = match rows.last() {
         Some(last) if has_more => Some(Cursor {

@@ -1,7 +1,7 @@
 use chrono::DateTime;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_body, seed_order, spawn_app};
+use crate::helpers::{error_body, seed_order, spawn_app, spawn_app_with, TestApp};
 
 #[actix_web::test]
 async fn the_seed_example_creates_a_pending_order() {
@@ -100,10 +100,9 @@ async fn the_order_its_items_and_its_first_history_row_are_stored_together() {
     );
 }
 
-#[actix_web::test]
-async fn a_failing_item_insert_leaves_no_order_behind() {
-    let app = spawn_app().await;
-    // A trigger makes the item insert fail inside the transaction, after the order row went in.
+/// Makes the database refuse items named `refused`, inside the transaction, after the order
+/// row went in: a failure the domain cannot foresee.
+async fn refuse_items_named_refused(app: &TestApp) {
     let mut conn = app.db.connect().await;
     for sql in [
         "CREATE FUNCTION refuse_item() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql",
@@ -112,6 +111,12 @@ async fn a_failing_item_insert_leaves_no_order_behind() {
     ] {
         diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut conn).await.unwrap();
     }
+}
+
+#[actix_web::test]
+async fn a_failing_item_insert_leaves_no_order_behind() {
+    let app = spawn_app().await;
+    refuse_items_named_refused(&app).await;
     let mut body = seed_order();
     body["items"][0]["product_name"] = json!("refused");
 
@@ -137,6 +142,44 @@ async fn a_failing_item_insert_leaves_no_order_behind() {
         app.create_order(&seed_order()).await.status(),
         201,
         "the service carries on"
+    );
+}
+
+#[actix_web::test]
+async fn a_bad_order_in_a_batch_never_fails_the_good_ones() {
+    // One executor, so concurrent creates are group-committed together.
+    let app = spawn_app_with(|config| config.executors = 1).await;
+    refuse_items_named_refused(&app).await;
+    let bodies = (0..60).map(|n| {
+        let mut body = seed_order();
+        body["customer_name"] = json!(format!("Batch {n}"));
+        if n == 30 {
+            body["items"][0]["product_name"] = json!("refused");
+        }
+        body
+    });
+
+    let responses = futures_util::future::join_all(bodies.map(|body| {
+        let app = &app;
+        async move { app.create_order(&body).await.status().as_u16() }
+    }))
+    .await;
+
+    assert_eq!(
+        responses.iter().filter(|&&s| s == 201).count(),
+        59,
+        "{responses:?}"
+    );
+    assert_eq!(responses[30], 500, "only the bad order fails");
+    assert_eq!(
+        app.db.count("SELECT count(*) AS count FROM orders").await,
+        59
+    );
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) AS count FROM order_items")
+            .await,
+        59
     );
 }
 
