@@ -14,9 +14,11 @@ use diesel_async::AsyncPgConnection;
 use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
-use super::messages::{ChangeStatus, CheckHealth, CreateOrder, GetOrder, ListOrders};
-use crate::db::{self, OrderPage, Pool, StoreError};
-use crate::domain::{NewOrder, Order};
+use super::messages::{
+    ChangeStatus, CheckHealth, CreateOrder, GetOrder, ListOrders, PurgeIdempotencyKeys,
+};
+use crate::db::{self, Created, OrderPage, Pool, StoreError};
+use crate::domain::{CreateRequest, Order};
 
 /// Most orders written in one transaction: keeps a commit short and the item INSERT under
 /// PostgreSQL's 65,535 bind parameters (100 orders × 100 items × 5 columns).
@@ -36,8 +38,8 @@ pub enum ExecutorError {
 
 /// A create request waiting for the next batch.
 struct PendingCreate {
-    order: NewOrder,
-    reply: oneshot::Sender<Result<Order, ExecutorError>>,
+    request: CreateRequest,
+    reply: oneshot::Sender<Result<Created, ExecutorError>>,
 }
 
 /// Runs queries for the messages it receives, each on a pooled connection.
@@ -114,14 +116,14 @@ impl DbExecutor {
         if size == 0 {
             return;
         }
-        let (orders, replies): (Vec<_>, Vec<_>) = self
+        let (requests, replies): (Vec<_>, Vec<_>) = self
             .pending
             .drain(..size)
-            .map(|p| (p.order, p.reply))
+            .map(|p| (p.request, p.reply))
             .unzip();
         let pool = self.pool.clone();
         let job = async move {
-            let results = store_batch(&pool, &orders).await;
+            let results = store_batch(&pool, &requests).await;
             for (reply, result) in replies.into_iter().zip(results) {
                 // The requester may have gone away; its order is stored all the same.
                 let _ = reply.send(result.map_err(ExecutorError::from));
@@ -137,10 +139,10 @@ impl DbExecutor {
 }
 
 /// Writes a batch in one transaction. If that fails for any reason but an unreachable
-/// database, writes each order alone, so that one bad order cannot fail the others.
-async fn store_batch(pool: &Pool, orders: &[NewOrder]) -> Vec<Result<Order, StoreError>> {
+/// database, writes each request alone, so that one bad order cannot fail the others.
+async fn store_batch(pool: &Pool, requests: &[CreateRequest]) -> Vec<Result<Created, StoreError>> {
     let unavailable = |cause: &str| {
-        orders
+        requests
             .iter()
             .map(|_| Err(StoreError::Unavailable(cause.to_owned())))
             .collect()
@@ -149,23 +151,44 @@ async fn store_batch(pool: &Pool, orders: &[NewOrder]) -> Vec<Result<Order, Stor
         Ok(conn) => conn,
         Err(e) => return unavailable(&StoreError::from(e).to_string()),
     };
-    match db::insert_orders(&mut conn, orders).await {
-        Ok(stored) => stored.into_iter().map(Ok).collect(),
+    match db::insert_orders(&mut conn, requests).await {
+        Ok(outcomes) => outcomes,
         Err(StoreError::Unavailable(cause)) => unavailable(&cause),
-        Err(e) if orders.len() == 1 => vec![Err(e)],
         Err(e) => {
-            log::warn!(
-                "a batch of {} orders failed ({e}); writing them one by one",
-                orders.len()
-            );
-            let mut results = Vec::with_capacity(orders.len());
-            for order in orders {
-                let stored = db::insert_orders(&mut conn, std::slice::from_ref(order)).await;
-                results.push(stored.map(|mut one| one.remove(0)));
+            if requests.len() > 1 {
+                log::warn!(
+                    "a batch of {} orders failed ({e}); writing them one by one",
+                    requests.len()
+                );
+            }
+            let mut results = Vec::with_capacity(requests.len());
+            for request in requests {
+                results.push(store_one(&mut conn, request).await);
             }
             results
         }
     }
+}
+
+/// Writes one request in its own transaction. A key that a concurrent request inserted first
+/// makes the insert fail on the key's unique index once that request commits; the second
+/// attempt then finds the key and answers with that request's order.
+async fn store_one(
+    conn: &mut AsyncPgConnection,
+    request: &CreateRequest,
+) -> Result<Created, StoreError> {
+    let attempts = if request.key.is_some() { 2 } else { 1 };
+    let mut outcome = Err(StoreError::NotFound);
+    for _ in 0..attempts {
+        outcome = match db::insert_orders(conn, std::slice::from_ref(request)).await {
+            Ok(mut one) => one.remove(0),
+            Err(e) => Err(e),
+        };
+        if !matches!(outcome, Err(StoreError::Rejected(_))) {
+            break;
+        }
+    }
+    outcome
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> &str {
@@ -194,11 +217,15 @@ impl Supervised for DbExecutor {
 }
 
 impl Handler<CreateOrder> for DbExecutor {
-    type Result = ResponseFuture<Result<Order, ExecutorError>>;
+    type Result = ResponseFuture<Result<Created, ExecutorError>>;
 
-    fn handle(&mut self, CreateOrder(order): CreateOrder, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(
+        &mut self,
+        CreateOrder(request): CreateOrder,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
         let (reply, answer) = oneshot::channel();
-        self.pending.push_back(PendingCreate { order, reply });
+        self.pending.push_back(PendingCreate { request, reply });
         if !self.flushing {
             self.flush(ctx);
         }
@@ -246,6 +273,18 @@ impl Handler<CheckHealth> for DbExecutor {
                     StoreError::Unavailable(format!("no answer to SELECT 1 within {timeout:?}"))
                 })?
         })
+    }
+}
+
+impl Handler<PurgeIdempotencyKeys> for DbExecutor {
+    type Result = ResponseActFuture<Self, Result<usize, ExecutorError>>;
+
+    fn handle(
+        &mut self,
+        PurgeIdempotencyKeys(age): PurgeIdempotencyKeys,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        self.run(async move |conn| db::purge_idempotency_keys(conn, age).await)
     }
 }
 

@@ -1,13 +1,13 @@
 use actix::Message;
 
 use super::ExecutorError;
-use crate::db::OrderPage;
-use crate::domain::{NewOrder, Order, OrderId, OrderStatus, PageRequest};
+use crate::db::{Created, OrderPage};
+use crate::domain::{CreateRequest, Order, OrderId, OrderStatus, PageRequest};
 
-/// Store a validated order with its items.
+/// Store a validated order with its items, unless its idempotency key was seen before.
 #[derive(Message)]
-#[rtype(result = "Result<Order, ExecutorError>")]
-pub struct CreateOrder(pub NewOrder);
+#[rtype(result = "Result<Created, ExecutorError>")]
+pub struct CreateOrder(pub CreateRequest);
 
 /// Read one order with its items; `None` when absent.
 #[derive(Message)]
@@ -31,3 +31,8 @@ pub struct ChangeStatus {
 #[derive(Message)]
 #[rtype(result = "Result<(), ExecutorError>")]
 pub struct CheckHealth;
+
+/// Delete idempotency keys older than the given age; answers how many went.
+#[derive(Message)]
+#[rtype(result = "Result<usize, ExecutorError>")]
+pub struct PurgeIdempotencyKeys(pub std::time::Duration);

@@ -7,5 +7,7 @@ mod messages;
 mod set;
 
 pub use executor::{DbExecutor, ExecutorError};
-pub use messages::{ChangeStatus, CheckHealth, CreateOrder, GetOrder, ListOrders};
+pub use messages::{
+    ChangeStatus, CheckHealth, CreateOrder, GetOrder, ListOrders, PurgeIdempotencyKeys,
+};
 pub use set::Executors;

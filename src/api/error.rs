@@ -20,6 +20,8 @@ pub enum ApiError {
     BadRequest { code: &'static str, message: String },
     #[error("order not found")]
     OrderNotFound,
+    #[error("this Idempotency-Key was already used with a different request body")]
+    IdempotencyKeyReused,
     #[error(transparent)]
     IllegalTransition(#[from] IllegalTransition),
     #[error("no route for {0}")]
@@ -49,6 +51,7 @@ impl ApiError {
             Self::Validation(_) => "validation_failed",
             Self::BadRequest { code, .. } => code,
             Self::OrderNotFound => "order_not_found",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::IllegalTransition(_) => "invalid_transition",
             Self::RouteNotFound(_) => "route_not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
@@ -64,6 +67,7 @@ impl From<ExecutorError> for ApiError {
     fn from(error: ExecutorError) -> Self {
         match error {
             ExecutorError::Store(StoreError::NotFound) => Self::OrderNotFound,
+            ExecutorError::Store(StoreError::IdempotencyKeyReused) => Self::IdempotencyKeyReused,
             ExecutorError::Store(StoreError::IllegalTransition(e)) => Self::IllegalTransition(e),
             ExecutorError::Store(StoreError::Unavailable(cause)) => Self::Unavailable(cause),
             ExecutorError::Mailbox(e) => Self::Unavailable(e.to_string()),
@@ -96,6 +100,7 @@ impl ResponseError for ApiError {
             Self::Validation(_) | Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::OrderNotFound | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
             Self::IllegalTransition(_) => StatusCode::CONFLICT,
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

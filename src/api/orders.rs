@@ -1,13 +1,17 @@
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;
 use crate::actors::{ChangeStatus, CreateOrder, Executors, GetOrder, ListOrders};
+use crate::db::Created;
 use crate::domain::{
-    Cursor, ItemInput, NewOrder, Order, OrderId, OrderStatus, PageLimit, PageRequest,
-    ValidationErrors,
+    CreateRequest, Cursor, IdempotencyKey, ItemInput, NewOrder, Order, OrderId, OrderStatus,
+    PageLimit, PageRequest, ValidationErrors,
 };
+
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
 
 #[derive(Deserialize)]
 pub struct CreateOrderRequest {
@@ -48,6 +52,7 @@ fn parse_id(id: &str) -> Result<OrderId, ApiError> {
 /// `POST /api/v1/orders`
 pub async fn create_order(
     executors: web::Data<Executors>,
+    http: HttpRequest,
     body: web::Json<CreateOrderRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
@@ -66,13 +71,36 @@ pub async fn create_order(
             unit_price: price,
         });
     let order = NewOrder::parse(&request.customer_name, &request.customer_email, items)?;
-    let created = executors.send(CreateOrder(order)).await?;
-    Ok(HttpResponse::Created()
-        .insert_header((
-            header::LOCATION,
-            format!("/api/v1/orders/{}", created.id.get()),
-        ))
-        .json(created))
+    let key = idempotency_key(&http)?;
+    let (order, replayed) = match executors
+        .send(CreateOrder(CreateRequest { order, key }))
+        .await?
+    {
+        Created::New(order) => (order, false),
+        Created::Replayed(order) => (order, true),
+    };
+    let mut response = HttpResponse::Created();
+    response.insert_header((
+        header::LOCATION,
+        format!("/api/v1/orders/{}", order.id.get()),
+    ));
+    if replayed {
+        response.insert_header((IDEMPOTENT_REPLAYED, "true"));
+    }
+    Ok(response.json(order))
+}
+
+fn idempotency_key(http: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = http.headers().get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let parsed = value
+        .to_str()
+        .map_err(|e| e.to_string())
+        .and_then(IdempotencyKey::parse);
+    parsed
+        .map(Some)
+        .map_err(|message| ApiError::bad_request("invalid_idempotency_key", message))
 }
 
 /// `GET /api/v1/orders/{id}`

@@ -10,6 +10,8 @@ pub enum StoreError {
     NotFound,
     #[error(transparent)]
     IllegalTransition(#[from] IllegalTransition),
+    #[error("this Idempotency-Key was already used with a different request body")]
+    IdempotencyKeyReused,
     /// No connection could be had in time, or the connection broke: worth retrying later.
     #[error("database unavailable: {0}")]
     Unavailable(String),

@@ -12,4 +12,7 @@ pub mod schema;
 pub use error::StoreError;
 pub use migrations::{run_migrations, MigrationError};
 pub use pool::{build_pool, Pool, PoolSettings};
-pub use queries::{change_status, find_order, insert_orders, orders_page, ping, OrderPage};
+pub use queries::{
+    change_status, find_order, insert_orders, orders_page, ping, purge_idempotency_keys, Created,
+    OrderPage,
+};

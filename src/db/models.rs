@@ -4,7 +4,7 @@ use bigdecimal::BigDecimal;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
-use super::schema::{order_items, order_status_history, orders};
+use super::schema::{idempotency_keys, order_items, order_status_history, orders};
 use super::StoreError;
 use crate::domain::{Money, Order, OrderId, OrderItem, OrderStatus};
 
@@ -56,6 +56,14 @@ pub struct NewHistoryRow {
     pub order_id: i64,
     pub from_status: Option<&'static str>,
     pub to_status: &'static str,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = idempotency_keys)]
+pub struct NewKeyRow<'a> {
+    pub key: &'a str,
+    pub request_hash: &'a str,
+    pub order_id: i64,
 }
 
 pub fn parse_status(stored: &str) -> Result<OrderStatus, StoreError> {

@@ -8,10 +8,15 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::models::{parse_status, ItemRow, NewHistoryRow, NewItemRow, NewOrderRow, OrderRow};
-use super::schema::{order_items, order_status_history, orders};
+use super::models::{
+    parse_status, ItemRow, NewHistoryRow, NewItemRow, NewKeyRow, NewOrderRow, OrderRow,
+};
+use super::schema::{idempotency_keys, order_items, order_status_history, orders};
 use super::StoreError;
-use crate::domain::{Cursor, NewOrder, Order, OrderId, OrderStatus, PageRequest, Transition};
+use crate::domain::{
+    CreateRequest, Cursor, IdempotencyKey, NewOrder, Order, OrderId, OrderStatus, PageRequest,
+    Transition,
+};
 
 /// One page of the newest-first order list.
 #[derive(Debug)]
@@ -26,21 +31,126 @@ pub async fn ping(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Stores the orders, all their items and their initial history rows in one transaction,
-/// with one multi-row INSERT per table whatever the number of orders. Returns the stored
-/// orders in the order given.
+/// What a create request came to.
+#[derive(Debug)]
+pub enum Created {
+    New(Order),
+    /// Its idempotency key was used before with the same content: the order created then.
+    Replayed(Order),
+}
+
+/// Stores the orders of `requests`, all their items, their initial history rows and their
+/// idempotency keys in one transaction, with one multi-row INSERT per table whatever the
+/// number of orders. Requests whose key was seen before are answered from it instead.
+///
+/// The outer error fails the whole batch; inner ones belong to their request alone.
 pub async fn insert_orders(
     conn: &mut AsyncPgConnection,
-    orders: &[NewOrder],
-) -> Result<Vec<Order>, StoreError> {
-    conn.transaction::<_, StoreError, _>(async |conn| insert_order_rows(conn, orders).await)
+    requests: &[CreateRequest],
+) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
+    conn.transaction::<_, StoreError, _>(async |conn| create_in_transaction(conn, requests).await)
         .await
+}
+
+/// What to do with one request of a batch.
+enum Plan {
+    Insert,
+    Replay(OrderId),
+    KeyReused,
+}
+
+async fn create_in_transaction(
+    conn: &mut AsyncPgConnection,
+    requests: &[CreateRequest],
+) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
+    let fingerprints: Vec<Option<String>> = requests
+        .iter()
+        .map(|r| r.key.as_ref().map(|_| r.fingerprint()))
+        .collect();
+    let keys: Vec<&str> = requests
+        .iter()
+        .filter_map(|r| r.key.as_ref())
+        .map(IdempotencyKey::as_str)
+        .collect();
+    let known: HashMap<String, (String, i64)> = if keys.is_empty() {
+        HashMap::new()
+    } else {
+        idempotency_keys::table
+            .filter(idempotency_keys::key.eq_any(&keys))
+            .select((
+                idempotency_keys::key,
+                idempotency_keys::request_hash,
+                idempotency_keys::order_id,
+            ))
+            .load::<(String, String, i64)>(conn)
+            .await?
+            .into_iter()
+            .map(|(key, hash, order)| (key, (hash, order)))
+            .collect()
+    };
+    let plans: Vec<Plan> = requests
+        .iter()
+        .zip(&fingerprints)
+        .map(|(request, fingerprint)| {
+            match request.key.as_ref().and_then(|key| known.get(key.as_str())) {
+                None => Plan::Insert,
+                Some((hash, order)) if Some(hash) == fingerprint.as_ref() => {
+                    Plan::Replay(OrderId::from_stored(*order))
+                }
+                Some(_) => Plan::KeyReused,
+            }
+        })
+        .collect();
+
+    let fresh: Vec<&NewOrder> = requests
+        .iter()
+        .zip(&plans)
+        .filter(|(_, plan)| matches!(plan, Plan::Insert))
+        .map(|(request, _)| &request.order)
+        .collect();
+    let mut inserted = insert_order_rows(conn, &fresh).await?.into_iter();
+    let key_rows: Vec<NewKeyRow> = requests
+        .iter()
+        .zip(&fingerprints)
+        .zip(&plans)
+        .filter(|(_, plan)| matches!(plan, Plan::Insert))
+        .zip(inserted.as_slice())
+        .filter_map(|(((request, fingerprint), _), order)| {
+            Some(NewKeyRow {
+                key: request.key.as_ref()?.as_str(),
+                request_hash: fingerprint.as_deref()?,
+                order_id: order.id.get(),
+            })
+        })
+        .collect();
+    if !key_rows.is_empty() {
+        diesel::insert_into(idempotency_keys::table)
+            .values(&key_rows)
+            .execute(conn)
+            .await?;
+    }
+
+    let mut outcomes = Vec::with_capacity(requests.len());
+    for plan in plans {
+        outcomes.push(match plan {
+            Plan::Insert => Ok(Created::New(inserted.next().ok_or(StoreError::NotFound)?)),
+            Plan::Replay(id) => find_order(conn, id)
+                .await?
+                .map(Created::Replayed)
+                .ok_or(StoreError::NotFound),
+            Plan::KeyReused => Err(StoreError::IdempotencyKeyReused),
+        });
+    }
+    Ok(outcomes)
 }
 
 async fn insert_order_rows(
     conn: &mut AsyncPgConnection,
-    orders: &[NewOrder],
+    orders: &[&NewOrder],
 ) -> Result<Vec<Order>, StoreError> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
     let new_rows: Vec<NewOrderRow> = orders
         .iter()
         .map(|order| NewOrderRow {
@@ -98,6 +208,19 @@ async fn insert_order_rows(
             row.into_order(items)
         })
         .collect()
+}
+
+/// Deletes idempotency keys older than `age`; returns how many went.
+pub async fn purge_idempotency_keys(
+    conn: &mut AsyncPgConnection,
+    age: std::time::Duration,
+) -> Result<usize, StoreError> {
+    let cutoff = chrono::Utc::now() - age;
+    Ok(
+        diesel::delete(idempotency_keys::table.filter(idempotency_keys::created_at.lt(cutoff)))
+            .execute(conn)
+            .await?,
+    )
 }
 
 /// Groups item rows by order, each group in id order.

@@ -1,6 +1,15 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    idempotency_keys (key) {
+        key -> Text,
+        request_hash -> Text,
+        order_id -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     order_items (id) {
         id -> Int8,
         order_id -> Int8,
@@ -33,7 +42,13 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(idempotency_keys -> orders (order_id));
 diesel::joinable!(order_items -> orders (order_id));
 diesel::joinable!(order_status_history -> orders (order_id));
 
-diesel::allow_tables_to_appear_in_same_query!(order_items, order_status_history, orders,);
+diesel::allow_tables_to_appear_in_same_query!(
+    idempotency_keys,
+    order_items,
+    order_status_history,
+    orders,
+);

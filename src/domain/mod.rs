@@ -5,6 +5,7 @@
 //! re-check input. Nothing in this module may touch the database, actors or HTTP.
 
 mod email;
+mod idempotency;
 mod money;
 mod order;
 mod page;
@@ -13,6 +14,7 @@ mod text;
 mod validation;
 
 pub use email::Email;
+pub use idempotency::{CreateRequest, IdempotencyKey};
 pub use money::Money;
 pub use order::{ItemInput, NewItem, NewOrder, Order, OrderId, OrderItem, MAX_ITEMS};
 pub use page::{Cursor, PageLimit, PageRequest};

@@ -1,0 +1,105 @@
+use sha2::{Digest, Sha256};
+
+use super::NewOrder;
+
+const MAX_LEN: usize = 255;
+
+/// A client's `Idempotency-Key`: 1–255 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let visible = |b: u8| (0x21..=0x7e).contains(&b);
+        if raw.is_empty() || raw.len() > MAX_LEN || !raw.bytes().all(visible) {
+            return Err(format!(
+                "Idempotency-Key must be 1 to {MAX_LEN} visible ASCII characters"
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A create request that may carry an idempotency key, with the fingerprint of its content
+/// that a repeat of the key must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateRequest {
+    pub order: NewOrder,
+    pub key: Option<IdempotencyKey>,
+}
+
+impl CreateRequest {
+    /// SHA-256 over the validated order, so that two requests that mean the same order (whatever
+    /// their JSON spacing or key order) match, and any difference in content does not.
+    pub fn fingerprint(&self) -> String {
+        let mut hasher = Sha256::new();
+        let mut field = |text: &str| {
+            // Length prefixes keep ("ab","c") and ("a","bc") apart.
+            hasher.update((text.len() as u64).to_be_bytes());
+            hasher.update(text.as_bytes());
+        };
+        field(self.order.customer_name.as_str());
+        field(self.order.customer_email.as_str());
+        for item in &self.order.items {
+            field(item.product_name.as_str());
+            field(&item.quantity.to_string());
+            field(&item.unit_price.to_string());
+        }
+        format!("{:x}", hasher.finalize())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ItemInput;
+
+    fn request(name: &str, price: &str) -> CreateRequest {
+        let item = ItemInput {
+            product_name: "Laptop",
+            quantity: 1,
+            unit_price: price,
+        };
+        CreateRequest {
+            order: NewOrder::parse(name, "john@example.com", std::iter::once(item)).unwrap(),
+            key: None,
+        }
+    }
+
+    #[test]
+    fn keys_are_visible_ascii_up_to_255() {
+        let cases = [
+            ("a", true),
+            ("order-2026-11-24/42:retry", true),
+            (&*"k".repeat(255), true),
+            (&*"k".repeat(256), false),
+            ("", false),
+            ("has space", false),
+            ("tab\t", false),
+            ("ключ", false),
+        ];
+        for (raw, ok) in cases {
+            assert_eq!(IdempotencyKey::parse(raw).is_ok(), ok, "key {raw:?}");
+        }
+    }
+
+    #[test]
+    fn fingerprint_follows_the_content() {
+        assert_eq!(
+            request("John", "999.99").fingerprint(),
+            request(" John ", "999.990").fingerprint()
+        );
+        assert_ne!(
+            request("John", "999.99").fingerprint(),
+            request("John", "999.98").fingerprint()
+        );
+        assert_ne!(
+            request("John", "1").fingerprint(),
+            request("Joh", "1").fingerprint()
+        );
+    }
+}
