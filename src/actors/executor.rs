@@ -105,7 +105,9 @@ impl DbExecutor {
         let pool = self.pool.clone();
         Box::pin(self.guarded(async move {
             let mut conn = pool.get_owned().await.map_err(StoreError::from)?;
-            Ok(work(&mut conn).await?)
+            Ok(work(&mut conn)
+                .await
+                .map_err(|e| e.on_connection(&mut conn))?)
         }))
     }
 
@@ -151,7 +153,10 @@ async fn store_batch(pool: &Pool, requests: &[CreateRequest]) -> Vec<Result<Crea
         Ok(conn) => conn,
         Err(e) => return unavailable(&StoreError::from(e).to_string()),
     };
-    match db::insert_orders(&mut conn, requests).await {
+    match db::insert_orders(&mut conn, requests)
+        .await
+        .map_err(|e| e.on_connection(&mut conn))
+    {
         Ok(outcomes) => outcomes,
         Err(StoreError::Unavailable(cause)) => unavailable(&cause),
         Err(e) => {

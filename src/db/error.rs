@@ -1,5 +1,6 @@
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::pooled_connection::PoolError;
+use diesel_async::pooled_connection::{PoolError, PoolableConnection};
+use diesel_async::AsyncPgConnection;
 
 use crate::domain::IllegalTransition;
 
@@ -20,6 +21,17 @@ pub enum StoreError {
     Rejected(DieselError),
     #[error("database error: {0}")]
     Query(DieselError),
+}
+
+impl StoreError {
+    /// A query that failed on a connection that is now closed hit a database going away
+    /// (restart, administrator shutdown): worth retrying later, not a bug.
+    pub fn on_connection(self, conn: &mut AsyncPgConnection) -> Self {
+        match self {
+            Self::Query(e) if conn.is_broken() => Self::Unavailable(e.to_string()),
+            other => other,
+        }
+    }
 }
 
 impl From<DieselError> for StoreError {

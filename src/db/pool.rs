@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::pooled_connection::{
-    AsyncDieselConnectionManager, ManagerConfig, PoolableConnection, RecyclingMethod,
+    AsyncDieselConnectionManager, ManagerConfig, PoolError, PoolableConnection, RecyclingMethod,
 };
 use diesel_async::AsyncPgConnection;
 use futures_util::FutureExt;
@@ -48,5 +48,20 @@ pub fn build_pool(database_url: &str, settings: &PoolSettings) -> Pool {
         .max_lifetime(Some(settings.max_lifetime))
         .idle_timeout(Some(settings.idle_timeout))
         .connection_timeout(settings.connection_timeout)
+        .error_sink(Box::new(LogErrors))
         .build_unchecked(manager)
+}
+
+/// Connection failures happen in the pool's background tasks; without this they are silent.
+#[derive(Debug, Clone, Copy)]
+struct LogErrors;
+
+impl bb8::ErrorSink<PoolError> for LogErrors {
+    fn sink(&self, error: PoolError) {
+        log::warn!("database connection failed: {error}");
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<PoolError>> {
+        Box::new(*self)
+    }
 }
