@@ -1,0 +1,85 @@
+//! The database path: orders created through a `DbExecutor` against a real PostgreSQL.
+//!
+//! Uses `BENCH_DATABASE_URL`, else the service's own configuration (`.env`, `DATABASE_URL`,
+//! `POSTGRES_*`); `make db-up` starts one. Skipped, with a message, when none is reachable.
+//! It writes real orders (customer "Bench Customer") into that database.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use order_service::actors::{CreateOrder, Executors, GetOrder};
+use order_service::config::Config;
+use order_service::db::{build_pool, run_migrations, Created};
+use order_service::domain::{CreateRequest, ItemInput, NewOrder};
+
+fn bench_order() -> CreateRequest {
+    let items = [("Stress Item A", 1, "99.99"), ("Stress Item B", 2, "49.99")].map(
+        |(name, quantity, price)| ItemInput {
+            product_name: name,
+            quantity,
+            unit_price: price,
+        },
+    );
+    let order = NewOrder::parse("Bench Customer", "bench@example.com", items.into_iter())
+        .expect("valid order");
+    CreateRequest { order, key: None }
+}
+
+fn database_url() -> Option<String> {
+    let _ = dotenvy::dotenv();
+    std::env::var("BENCH_DATABASE_URL")
+        .ok()
+        .or_else(|| Config::from_env().ok().map(|c| c.database_url))
+}
+
+fn db_path(c: &mut Criterion) {
+    let Some(url) = database_url() else {
+        eprintln!("skipping database benches: no usable configuration");
+        return;
+    };
+    let system = actix_rt::System::new();
+    if let Err(e) = system.block_on(run_migrations(&url)) {
+        eprintln!("skipping database benches: {e} (start a database with `make db-up`)");
+        return;
+    }
+    let mut config = Config::from_lookup(|_| None).expect("defaults");
+    config.pool.min_idle = 1;
+    let executors = system.block_on(async {
+        Executors::start(
+            config.executors,
+            build_pool(&url, &config.pool),
+            Duration::from_secs(2),
+        )
+    });
+    let create = || async {
+        match executors
+            .send(CreateOrder(bench_order()))
+            .await
+            .expect("order stored")
+        {
+            Created::New(order) | Created::Replayed(order) => order,
+        }
+    };
+    let id = system.block_on(create()).id;
+
+    let mut group = c.benchmark_group("db_path");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("create one order (one transaction)", |b| {
+        b.iter(|| system.block_on(create()))
+    });
+    group.bench_function("get one order by id", |b| {
+        b.iter(|| system.block_on(executors.send(GetOrder(id))).expect("read"))
+    });
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("create 100 orders at once (group commit)", |b| {
+        b.iter(|| system.block_on(futures_util::future::join_all((0..100).map(|_| create()))))
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(5));
+    targets = db_path
+}
+criterion_main!(benches);
