@@ -4,7 +4,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::Logger;
+use actix_web::middleware::{from_fn, Logger};
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::Executors;
@@ -47,10 +47,14 @@ impl Application {
             config.ping_timeout,
         ));
         let api_keys = web::Data::new(config.api_keys.clone());
+        let request_timeout = config.request_timeout;
         let listener = TcpListener::bind((config.host, config.port))?;
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(move |req, next| {
+                    crate::api::body_deadline(req, next, request_timeout)
+                }))
                 .wrap(Logger::new(r#"%a "%r" %s %b %Dms"#))
                 .app_data(executors.clone())
                 .app_data(api_keys.clone())

@@ -33,6 +33,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("request body exceeds the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("request body not received in time")]
+    RequestTimeout,
     #[error("service temporarily unavailable, retry later")]
     Unavailable(String),
     #[error("internal server error")]
@@ -58,6 +60,7 @@ impl ApiError {
             Self::Unauthorized => "unauthorized",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::RequestTimeout => "request_timeout",
             Self::Unavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal_error",
         }
@@ -116,6 +119,7 @@ impl ResponseError for ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

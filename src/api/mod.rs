@@ -6,10 +6,12 @@ mod auth;
 mod error;
 mod health;
 mod json;
+mod limits;
 mod openapi;
 mod orders;
 mod routes;
 
 pub use auth::ApiKeys;
 pub use error::ApiError;
+pub use limits::body_deadline;
 pub use routes::configure;

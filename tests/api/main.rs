@@ -5,5 +5,6 @@ mod errors;
 mod get_order;
 mod health;
 mod helpers;
+mod hostile;
 mod list_orders;
 mod update_status;
