@@ -1,5 +1,6 @@
 //! The API as its users see it: a real server, real actors and a real PostgreSQL.
 
+mod auth;
 mod create_order;
 mod errors;
 mod get_order;
@@ -7,4 +8,5 @@ mod health;
 mod helpers;
 mod hostile;
 mod list_orders;
+mod openapi;
 mod update_status;
