@@ -14,7 +14,8 @@ pub struct HealthBody {
     database: &'static str,
 }
 
-/// `GET /health`: 200 when a pooled connection answers `SELECT 1` in time, else 503.
+/// Report whether the database answers (`GET /health`): 200 when a pooled connection answers
+/// `SELECT 1` in time, else 503.
 #[utoipa::path(
     get,
     path = "/health",

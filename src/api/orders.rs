@@ -66,7 +66,7 @@ fn parse_id(id: &str) -> Result<OrderId, ApiError> {
     OrderId::parse(id).map_err(|message| ApiError::bad_request("invalid_id", message))
 }
 
-/// `POST /api/v1/orders`
+/// Create an order with its items (`POST /api/v1/orders`).
 #[utoipa::path(
     post,
     path = "/api/v1/orders",
@@ -110,7 +110,7 @@ pub async fn create_order(
         .json(created))
 }
 
-/// `GET /api/v1/orders/{id}`
+/// Read one order with its items (`GET /api/v1/orders/{id}`).
 #[utoipa::path(
     get,
     path = "/api/v1/orders/{id}",
@@ -134,7 +134,7 @@ pub async fn get_order(
     Ok(HttpResponse::Ok().json(order))
 }
 
-/// `GET /api/v1/orders?limit=&cursor=`
+/// List orders, newest first, one page at a time (`GET /api/v1/orders?limit=&cursor=`).
 #[utoipa::path(
     get,
     path = "/api/v1/orders",
@@ -169,7 +169,7 @@ pub async fn list_orders(
     }))
 }
 
-/// `PUT /api/v1/orders/{id}/status`
+/// Move an order through its lifecycle (`PUT /api/v1/orders/{id}/status`).
 #[utoipa::path(
     put,
     path = "/api/v1/orders/{id}/status",
