@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
+use crate::api::ApiKeys;
 use crate::db::PoolSettings;
 
 #[derive(Debug, Clone)]
@@ -17,6 +18,11 @@ pub struct Config {
     /// How long `/health` waits for `SELECT 1`.
     pub ping_timeout: Duration,
     pub executors: usize,
+    /// Keys accepted as `Authorization: Bearer <key>` on `/api/v1`; none means the API is open.
+    pub api_keys: ApiKeys,
+    /// How long a client may take to send a request's head, and then its body, before the
+    /// connection is dropped.
+    pub request_timeout: Duration,
 }
 
 /// A variable that is set but unusable; start-up stops and names it.
@@ -57,8 +63,32 @@ impl Config {
             pool,
             ping_timeout: env.duration("DB_PING_TIMEOUT", "2s")?,
             executors: env.parse("DB_EXECUTORS", cores, positive)?,
+            api_keys: api_keys(&env)?,
+            request_timeout: env.duration("HTTP_REQUEST_TIMEOUT", "10s")?,
         })
     }
+}
+
+/// `API_KEYS`: comma-separated keys, each visible ASCII so that it fits in a header.
+fn api_keys(env: &Env<'_>) -> Result<ApiKeys, ConfigError> {
+    let raw = env.get("API_KEYS").unwrap_or_default();
+    let keys: Vec<&str> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .collect();
+    if keys
+        .iter()
+        .any(|k| !k.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        // The value is a secret: the error must not repeat it.
+        return Err(ConfigError {
+            var: "API_KEYS",
+            value: "<hidden>".into(),
+            reason: "keys may only hold visible ASCII characters, separated by commas".into(),
+        });
+    }
+    Ok(ApiKeys::new(keys))
 }
 
 fn positive<T: PartialOrd + Default>(n: &T) -> Result<(), String> {
@@ -172,6 +202,24 @@ mod tests {
         assert_eq!(c.pool.connection_timeout, Duration::from_secs(3));
         assert_eq!(c.pool.max_lifetime, Duration::from_secs(45 * 60));
         assert!(c.executors >= 1);
+        assert!(
+            !c.api_keys.required(),
+            "the API is open unless keys are set"
+        );
+        assert_eq!(c.request_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn api_keys_are_a_comma_separated_list() {
+        let c = config(&[("API_KEYS", " first , second,,")]).unwrap();
+        assert_eq!(c.api_keys, ApiKeys::new(["first", "second"]));
+        assert!(!config(&[("API_KEYS", " , ")]).unwrap().api_keys.required());
+        let err = config(&[("API_KEYS", "good,s3cret key")]).unwrap_err();
+        assert_eq!(err.var, "API_KEYS");
+        assert!(
+            !err.to_string().contains("s3cret"),
+            "a key never appears in an error: {err}"
+        );
     }
 
     #[test]
@@ -205,6 +253,7 @@ mod tests {
             ("POSTGRES_PORT", "x"),
             ("POSTGRES_SSLMODE", "require"),
             ("HOST", "localhost:80"),
+            ("HTTP_REQUEST_TIMEOUT", "0s"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).expect_err(var);

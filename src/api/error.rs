@@ -2,6 +2,7 @@ use actix_web::http::header::{self, ContentType};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::actors::ExecutorError;
 use crate::db::StoreError;
@@ -26,12 +27,16 @@ pub enum ApiError {
     IllegalTransition(#[from] IllegalTransition),
     #[error("no route for {0}")]
     RouteNotFound(String),
-    #[error("method {0} is not allowed on this route")]
-    MethodNotAllowed(String),
+    #[error("method {method} is not allowed on this route")]
+    MethodNotAllowed { method: String, allow: &'static str },
+    #[error("missing or invalid API key: send Authorization: Bearer <key>")]
+    Unauthorized,
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
     #[error("request body exceeds the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("request body not received in time")]
+    RequestTimeout,
     #[error("service temporarily unavailable, retry later")]
     Unavailable(String),
     #[error("internal server error")]
@@ -54,9 +59,11 @@ impl ApiError {
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::IllegalTransition(_) => "invalid_transition",
             Self::RouteNotFound(_) => "route_not_found",
-            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::Unauthorized => "unauthorized",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::RequestTimeout => "request_timeout",
             Self::Unavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal_error",
         }
@@ -82,15 +89,27 @@ impl From<ExecutorError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of every error answer.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorBody<'a> {
+    /// What went wrong, for people.
+    #[schema(example = "request validation failed")]
     error: String,
+    /// What went wrong, for programs: `validation_failed`, `invalid_json`, `invalid_id`,
+    /// `order_not_found`, `invalid_transition`, `unauthorized` …
+    #[schema(example = "validation_failed")]
     code: &'static str,
+    /// With `validation_failed`: every broken rule, one per field.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<FieldError>>, nullable = false)]
     details: Option<&'a [FieldError]>,
+    /// With `invalid_transition`: the order's status now.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     current_status: Option<OrderStatus>,
+    /// With `invalid_transition`: the statuses the order may move to (empty when final).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<OrderStatus>>, nullable = false)]
     allowed_transitions: Option<&'static [OrderStatus]>,
 }
 
@@ -101,9 +120,11 @@ impl ResponseError for ApiError {
             Self::OrderNotFound | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
             Self::IllegalTransition(_) => StatusCode::CONFLICT,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -133,8 +154,17 @@ impl ResponseError for ApiError {
         };
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header(ContentType::json());
-        if let Self::Unavailable(_) = self {
-            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+        match self {
+            Self::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+            }
+            Self::MethodNotAllowed { allow, .. } => {
+                response.insert_header((header::ALLOW, *allow));
+            }
+            Self::Unauthorized => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            _ => {}
         }
         response.json(body)
     }

@@ -2,7 +2,10 @@
 
 use std::str::FromStr;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::domain::Money;
 
@@ -14,6 +17,39 @@ impl Serialize for Money {
             .map_err(serde::ser::Error::custom)?
             .serialize(serializer)
     }
+}
+
+/// The OpenAPI side of the `Serialize` above. No `multipleOf: 0.01`: validators test it in
+/// floating point, where `0.07` is not a multiple of `0.01`.
+impl PartialSchema for Money {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Number)
+            .minimum(Some(0))
+            .description(Some(
+                "An exact amount of money: a JSON number written with exactly two decimals.",
+            ))
+            .examples([serde_json::json!(999.99)])
+            .into()
+    }
+}
+
+impl ToSchema for Money {}
+
+/// An integer field that also takes integral numbers written with a zero fraction (`2.0`), as
+/// JSON Schema's `integer` does. Exponents are refused rather than expanded, so `1e999999999`
+/// costs nothing; anything beyond `i64` is refused like any other non-integer.
+pub fn integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let text = number.to_string();
+    let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+    whole
+        .parse::<i64>()
+        .ok()
+        .filter(|_| fraction.bytes().all(|b| b == b'0'))
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("expected an integer within ±2^63, got {text}"))
+        })
 }
 
 #[cfg(test)]
@@ -34,6 +70,34 @@ mod tests {
                 json,
                 "price {price}"
             );
+        }
+    }
+
+    #[test]
+    fn integers_may_carry_a_zero_fraction_but_nothing_else() {
+        #[derive(serde::Deserialize)]
+        struct Field {
+            #[serde(deserialize_with = "super::integer")]
+            n: i64,
+        }
+        let cases: &[(&str, Option<i64>)] = &[
+            ("7", Some(7)),
+            ("-7", Some(-7)),
+            ("7.0", Some(7)),
+            ("7.000", Some(7)),
+            ("-0", Some(0)),
+            ("9223372036854775807", Some(i64::MAX)),
+            ("9223372036854775808", None),
+            ("99999999999999999999", None),
+            ("7.5", None),
+            ("1e3", None),
+            ("1e309", None),
+            ("\"7\"", None),
+            ("null", None),
+        ];
+        for (json, expected) in cases {
+            let got = serde_json::from_str::<Field>(&format!(r#"{{"n": {json}}}"#)).ok();
+            assert_eq!(got.map(|f| f.n), *expected, "{json}");
         }
     }
 }

@@ -2,11 +2,16 @@
 //! Handlers parse input through `domain`, send a message to the executors and shape the answer;
 //! they never touch the database themselves.
 
+mod auth;
 mod error;
 mod health;
 mod json;
+mod limits;
+mod openapi;
 mod orders;
 mod routes;
 
+pub use auth::ApiKeys;
 pub use error::ApiError;
+pub use limits::body_deadline;
 pub use routes::configure;

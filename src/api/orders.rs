@@ -1,7 +1,9 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use super::error::ErrorBody;
 use super::ApiError;
 use crate::actors::{ChangeStatus, CreateOrder, Executors, GetOrder, ListOrders};
 use crate::db::Created;
@@ -13,18 +15,33 @@ use crate::domain::{
 const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
 
-#[derive(Deserialize)]
+/// A new order. Every broken rule is reported at once, as `400 validation_failed`.
+#[derive(Deserialize, ToSchema)]
 pub struct CreateOrderRequest {
+    /// 1–255 characters after trimming surrounding whitespace; no NUL.
+    #[schema(min_length = 1, max_length = 255, example = "John Doe")]
     customer_name: String,
+    /// A plausible address `local@domain.tld`, at most 255 characters.
+    #[schema(format = Email, max_length = 255, example = "john@example.com")]
     customer_email: String,
+    /// The order total (the lines' `quantity × unit_price` summed) must not exceed
+    /// 999,999,999,999.99.
+    #[schema(min_items = 1, max_items = 100)]
     items: Vec<CreateItemRequest>,
 }
 
-#[derive(Deserialize)]
+/// One order line.
+#[derive(Deserialize, ToSchema)]
 pub struct CreateItemRequest {
+    /// 1–255 characters after trimming surrounding whitespace; no NUL.
+    #[schema(min_length = 1, max_length = 255, example = "Laptop")]
     product_name: String,
+    #[schema(minimum = 1, maximum = 1_000_000, example = 1)]
+    #[serde(deserialize_with = "super::json::integer")]
     quantity: i64,
     /// Kept as the number's decimal text so that the price is parsed exactly, never via f64.
+    /// At most two decimals.
+    #[schema(value_type = f64, minimum = 0, maximum = 9_999_999_999.99, example = 999.99)]
     unit_price: serde_json::Number,
 }
 
@@ -34,14 +51,18 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
-struct OrderPageResponse {
+/// One page of the newest-first order list.
+#[derive(Serialize, ToSchema)]
+pub struct OrderPageResponse {
     orders: Vec<Order>,
+    /// Pass it back as `cursor` for the next page; `null` on the last page.
+    #[schema(required = true, example = "2026-11-24T13:05:01.123456Z_42")]
     next_cursor: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct StatusRequest {
+    #[schema(value_type = OrderStatus)]
     status: String,
 }
 
@@ -49,7 +70,25 @@ fn parse_id(id: &str) -> Result<OrderId, ApiError> {
     OrderId::parse(id).map_err(|message| ApiError::bad_request("invalid_id", message))
 }
 
-/// `POST /api/v1/orders`
+/// Create an order with its items (`POST /api/v1/orders`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders",
+    tag = "orders",
+    request_body = CreateOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+        description = "Makes retries safe: a repeat with the same key and body answers the original order instead of creating another")),
+    responses(
+        (status = 201, description = "Stored with its items and first history row, or replayed for a repeated Idempotency-Key", body = Order,
+            headers(("location" = String, description = "/api/v1/orders/{id} of the new order"),
+                    ("idempotent-replayed" = String, description = "`true` when the answer replays an earlier request with the same Idempotency-Key"))),
+        (status = 422, description = "The Idempotency-Key was used before with a different body (`idempotency_key_reused`)", body = ErrorBody),
+        (status = 400, description = "A field breaks a rule (`validation_failed`) or the body is not the JSON expected (`invalid_json`)", body = ErrorBody),
+        (status = 408, description = "Body not received within the request timeout", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body not sent as `application/json`", body = ErrorBody),
+    ),
+)]
 pub async fn create_order(
     executors: web::Data<Executors>,
     http: HttpRequest,
@@ -103,7 +142,18 @@ fn idempotency_key(http: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiErro
         .map_err(|message| ApiError::bad_request("invalid_idempotency_key", message))
 }
 
-/// `GET /api/v1/orders/{id}`
+/// Read one order with its items (`GET /api/v1/orders/{id}`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders/{id}",
+    tag = "orders",
+    params(("id" = i64, Path, description = "The order's id, a positive 64-bit integer", minimum = 1)),
+    responses(
+        (status = 200, description = "The order with its items", body = Order),
+        (status = 400, description = "The id is not a positive 64-bit integer", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+    ),
+)]
 pub async fn get_order(
     executors: web::Data<Executors>,
     id: web::Path<String>,
@@ -116,7 +166,20 @@ pub async fn get_order(
     Ok(HttpResponse::Ok().json(order))
 }
 
-/// `GET /api/v1/orders?limit=&cursor=`
+/// List orders, newest first, one page at a time (`GET /api/v1/orders?limit=&cursor=`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders",
+    tag = "orders",
+    params(
+        ("limit" = Option<i64>, Query, description = "Orders per page", minimum = 1, maximum = 100, example = 10),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page: `<RFC 3339 time>_<id>`"),
+    ),
+    responses(
+        (status = 200, description = "Newest first, by `created_at` then `id`", body = OrderPageResponse),
+        (status = 400, description = "A bad `limit` or `cursor`", body = ErrorBody),
+    ),
+)]
 pub async fn list_orders(
     executors: web::Data<Executors>,
     query: web::Query<ListQuery>,
@@ -138,7 +201,23 @@ pub async fn list_orders(
     }))
 }
 
-/// `PUT /api/v1/orders/{id}/status`
+/// Move an order through its lifecycle (`PUT /api/v1/orders/{id}/status`).
+#[utoipa::path(
+    put,
+    path = "/api/v1/orders/{id}/status",
+    tag = "orders",
+    params(("id" = i64, Path, description = "The order's id, a positive 64-bit integer", minimum = 1)),
+    request_body = StatusRequest,
+    responses(
+        (status = 200, description = "The order after the change (unchanged when it already had that status)", body = Order),
+        (status = 400, description = "Unknown status, bad id or bad JSON", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 408, description = "Body not received within the request timeout", body = ErrorBody),
+        (status = 409, description = "The lifecycle forbids this move; `current_status` and `allowed_transitions` say what is possible", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body not sent as `application/json`", body = ErrorBody),
+    ),
+)]
 pub async fn update_status(
     executors: web::Data<Executors>,
     id: web::Path<String>,

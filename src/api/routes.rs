@@ -1,14 +1,19 @@
-use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::auth::require_api_key;
 use super::health::health;
+use super::openapi::{docs, openapi_json, DOCS_PATH, OPENAPI_PATH};
 use super::orders::{create_order, get_order, list_orders, update_status};
 use super::ApiError;
 
 /// Largest accepted request body: 100 items with long names fit with room to spare.
 const BODY_LIMIT: usize = 64 * 1024;
 
-/// All routes of the service, with their extractors' errors mapped to `ApiError`.
+/// All routes of the service, with their extractors' errors mapped to `ApiError`. Everything
+/// under `/api/v1` needs an API key when keys are configured, except the OpenAPI document,
+/// which is registered first so that it stays readable.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
@@ -20,29 +25,46 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/health")
             .route(web::get().to(health))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(only("GET")),
     )
     .service(
-        web::resource("/api/v1/orders")
-            .route(web::get().to(list_orders))
-            .route(web::post().to(create_order))
-            .default_service(web::to(method_not_allowed)),
+        web::resource(OPENAPI_PATH)
+            .route(web::get().to(openapi_json))
+            .default_service(only("GET")),
     )
+    .service(web::redirect(DOCS_PATH, format!("{DOCS_PATH}/")).permanent())
+    .service(docs())
     .service(
-        web::resource("/api/v1/orders/{id}")
-            .route(web::get().to(get_order))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/api/v1/orders/{id}/status")
-            .route(web::put().to(update_status))
-            .default_service(web::to(method_not_allowed)),
+        web::scope("/api/v1")
+            .wrap(from_fn(require_api_key))
+            .service(
+                web::resource("/orders")
+                    .route(web::get().to(list_orders))
+                    .route(web::post().to(create_order))
+                    .default_service(only("GET, POST")),
+            )
+            .service(
+                web::resource("/orders/{id}")
+                    .route(web::get().to(get_order))
+                    .default_service(only("GET")),
+            )
+            .service(
+                web::resource("/orders/{id}/status")
+                    .route(web::put().to(update_status))
+                    .default_service(only("PUT")),
+            ),
     )
     .default_service(web::to(route_not_found));
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed(req.method().to_string()))
+/// The fallback of a resource: 405 naming the methods it does have.
+fn only(allow: &'static str) -> actix_web::Route {
+    web::to(move |req: HttpRequest| async move {
+        Err::<HttpResponse, _>(ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allow,
+        })
+    })
 }
 
 async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -54,6 +76,11 @@ fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
         JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
         JsonPayloadError::Overflow { limit }
         | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::PayloadTooLarge(limit),
+        JsonPayloadError::Payload(PayloadError::Io(e))
+            if e.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            ApiError::RequestTimeout
+        }
         JsonPayloadError::Deserialize(e) => {
             ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}"))
         }

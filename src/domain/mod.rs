@@ -2,7 +2,8 @@
 //!
 //! Everything that crosses the API boundary is parsed here into types that cannot hold an
 //! invalid value (`NewOrder`, `OrderStatus`, `PageRequest` …), so the layers below never
-//! re-check input. Nothing in this module may touch the database, actors or HTTP.
+//! re-check input. Nothing in this module may touch the database, actors or HTTP. The types
+//! the API shows derive `ToSchema` next to `Serialize`: both describe the same JSON.
 
 mod email;
 mod idempotency;

@@ -1,5 +1,6 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::validation::Collector;
 use super::{CustomerName, Email, Money, OrderStatus, ProductName, ValidationErrors};
@@ -8,8 +9,9 @@ pub const MAX_ITEMS: usize = 100;
 const MAX_QUANTITY: i64 = 1_000_000;
 
 /// The id of a stored order: a positive 64-bit integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
 #[serde(transparent)]
+#[schema(example = 42)]
 pub struct OrderId(i64);
 
 impl OrderId {
@@ -146,7 +148,7 @@ fn parse_item(errors: &mut Collector, index: usize, item: ItemInput<'_>) -> Opti
 }
 
 /// A stored order line, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct OrderItem {
     pub id: i64,
     pub order_id: OrderId,
@@ -157,7 +159,7 @@ pub struct OrderItem {
 }
 
 /// A stored order with its lines, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Order {
     pub id: OrderId,
     pub customer_name: String,

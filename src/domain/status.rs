@@ -2,6 +2,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// Where an order is in its lifecycle.
 ///
@@ -11,7 +12,7 @@ use serde::Serialize;
 ///    └──► cancelled ◄┘
 /// ```
 /// `completed` and `cancelled` are final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OrderStatus {
     Pending,

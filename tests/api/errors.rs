@@ -83,14 +83,17 @@ async fn unknown_routes_are_a_json_404() {
 async fn wrong_methods_are_a_json_405() {
     let app = spawn_app().await;
     let cases = [
-        (Method::DELETE, "/api/v1/orders"),
-        (Method::PUT, "/api/v1/orders"),
-        (Method::POST, "/api/v1/orders/1"),
-        (Method::DELETE, "/api/v1/orders/1"),
-        (Method::GET, "/api/v1/orders/1/status"),
-        (Method::POST, "/health"),
+        (Method::DELETE, "/api/v1/orders", "GET, POST"),
+        (Method::PUT, "/api/v1/orders", "GET, POST"),
+        (Method::POST, "/api/v1/orders/1", "GET"),
+        (Method::DELETE, "/api/v1/orders/1", "GET"),
+        (Method::GET, "/api/v1/orders/1/status", "PUT"),
+        (Method::POST, "/health", "GET"),
+        (Method::POST, "/api/v1/openapi.json", "GET"),
     ];
-    for (method, path) in cases {
-        error_body(app.request(method, path).await, 405, "method_not_allowed").await;
+    for (method, path, allow) in cases {
+        let response = app.request(method.clone(), path).await;
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        error_body(response, 405, "method_not_allowed").await;
     }
 }
