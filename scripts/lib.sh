@@ -1,0 +1,65 @@
+# Shared helpers for the scripts in this folder. Source it; it defines functions only.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DATA="$ROOT/.data"
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+# Reads .env like the server does: variables already set in the environment win.
+load_env() {
+  local line key
+  [ -f "$ROOT/.env" ] || return 0
+  while IFS= read -r line || [ -n "$line" ]; do
+    line="${line%%#*}"
+    [[ "$line" =~ ^[[:space:]]*([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
+    key="${BASH_REMATCH[1]}"
+    [ -n "${!key+x}" ] && continue
+    export "$key=$(sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' -e 's/^"\(.*\)"$/\1/' -e "s/^'\(.*\)'$/\1/" <<<"${BASH_REMATCH[2]}")"
+  done <"$ROOT/.env"
+}
+
+# The PostgreSQL server binaries (initdb, pg_ctl), newest version first.
+pg_bindir() {
+  local dir
+  if command -v pg_config >/dev/null 2>&1; then
+    dir="$(pg_config --bindir 2>/dev/null)"
+    [ -x "$dir/initdb" ] && { echo "$dir"; return 0; }
+  fi
+  for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5 -V -r); do
+    [ -x "$dir/initdb" ] && { echo "$dir"; return 0; }
+  done
+  return 1
+}
+
+require_pg_bindir() {
+  pg_bindir || die "PostgreSQL server binaries not found. Install them with: sudo apt-get install postgresql"
+}
+
+# PostgreSQL refuses to run as root: run its programs as the postgres user then.
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+# Creates a cluster folder the server's user owns and can reach.
+prepare_cluster_dir() {
+  local dir="$1"
+  mkdir -p "$dir"
+  if [ "$(id -u)" -eq 0 ]; then
+    id postgres >/dev/null 2>&1 || die "running as root needs a 'postgres' user (sudo apt-get install postgresql creates it)"
+    chown postgres: "$DATA" "$dir"
+    runuser -u postgres -- test -x "$dir" ||
+      die "the postgres user cannot reach $dir: make its parent folders traversable (chmod o+x) or run as a normal user"
+  fi
+}
+
+# is_running DATADIR: the cluster in DATADIR has a live postmaster.
+is_running() {
+  local bindir
+  bindir="$(pg_bindir)" || return 1
+  [ -f "$1/PG_VERSION" ] && as_pg "$bindir/pg_ctl" -D "$1" status >/dev/null 2>&1
+}

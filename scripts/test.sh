@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# `make test`: unit and integration tests against the private test cluster, which this
+# script starts if needed and stops again if it started it.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+TEST_PORT="${TEST_PG_PORT:-55432}"
+started=0
+if ! is_running "$DATA/postgres-test"; then
+  "$ROOT/scripts/db.sh" test-up
+  started=1
+fi
+stop() { [ "$started" -eq 1 ] && "$ROOT/scripts/db.sh" test-down; }
+trap stop EXIT
+
+export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$TEST_PORT/postgres"
+cd "$ROOT"
+cargo test --all-targets --locked "$@"
