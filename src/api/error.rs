@@ -9,7 +9,7 @@ use crate::db::StoreError;
 use crate::domain::{FieldError, IllegalTransition, OrderStatus, ValidationErrors};
 
 /// Seconds a client should wait before retrying after a 503.
-const RETRY_AFTER_SECS: &str = "1";
+pub(super) const RETRY_AFTER_SECS: &str = "1";
 
 /// Every way a request can fail, and (in `ResponseError`) the one place that turns each into
 /// an HTTP status and a JSON body `{"error", "code", "details"?}`.

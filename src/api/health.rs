@@ -3,6 +3,7 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::error::RETRY_AFTER_SECS;
 use crate::actors::{CheckHealth, Executors};
 
 /// Whether the service can reach its database.
@@ -34,7 +35,7 @@ pub async fn health(executors: web::Data<Executors>) -> HttpResponse {
         Err(e) => {
             log::warn!("health check failed: {e}");
             HttpResponse::ServiceUnavailable()
-                .insert_header((header::RETRY_AFTER, "1"))
+                .insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS))
                 .json(HealthBody {
                     status: "unhealthy",
                     database: "down",
