@@ -1,6 +1,6 @@
 # ordersvc: `make run` to serve, `make test` to test. `make help` lists everything.
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-api test-contract db-up db-down db-reset test-db-up test-db-down fmt lint clean
+.PHONY: help build run test test-chaos test-api test-contract db-up db-down db-reset test-db-up test-db-down fmt lint clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -13,6 +13,9 @@ run: ## build, start PostgreSQL if needed, create the database, serve on PORT (d
 
 test: ## all unit and integration tests (starts and stops a private PostgreSQL on port 55432)
 	scripts/test.sh
+
+test-chaos: ## only the chaos test: database crash and SIGTERM under load (also part of make test)
+	cargo test --locked --test chaos
 
 test-api: ## curl walk-through of every endpoint against a running server (BASE_URL, default :8080)
 	scripts/test-api.sh

@@ -153,3 +153,59 @@ async fn concurrent_conflicting_moves_have_exactly_one_winner() {
         );
     }
 }
+
+#[actix_web::test]
+async fn racing_transitions_keep_every_order_and_its_history_in_agreement() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(new_order(&app).await);
+    }
+    let targets = ["processing", "completed", "cancelled", "pending"];
+    // 16 clients, each sending 12 status changes to pseudo-random orders, all at once.
+    let clients = (0..16u64).map(|client| {
+        let (app, ids) = (&app, &ids);
+        async move {
+            let mut seed = client * 7919 + 1;
+            for _ in 0..12 {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let id = ids[(seed >> 33) as usize % ids.len()];
+                let to = targets[(seed >> 17) as usize % targets.len()];
+                let status = app.set_status(id, to).await.status().as_u16();
+                assert!(status == 200 || status == 409, "{to} on {id}: {status}");
+            }
+        }
+    });
+    futures_util::future::join_all(clients).await;
+
+    for id in ids {
+        let history = history(&app, id).await;
+        assert_eq!(
+            history[0],
+            (None, "pending".to_owned()),
+            "order {id} starts pending"
+        );
+        for pair in history.windows(2) {
+            let (previous, next) = (&pair[0], &pair[1]);
+            assert_eq!(
+                next.0.as_deref(),
+                Some(previous.1.as_str()),
+                "order {id}: each change starts where the last ended: {history:?}"
+            );
+            let from: order_service::domain::OrderStatus = previous.1.parse().unwrap();
+            let to = next.1.parse().unwrap();
+            assert!(
+                from.next().contains(&to),
+                "order {id}: {from} -> {to} is not a legal move"
+            );
+        }
+        let stored: Value = app.get_order(id).await.json().await.unwrap();
+        assert_eq!(
+            stored["status"],
+            history.last().unwrap().1,
+            "order {id}: the row agrees with its history"
+        );
+    }
+}
