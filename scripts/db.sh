@@ -7,6 +7,9 @@
 #   db.sh reset      down, wipe the private cluster, up
 #   db.sh test-up    start the private test cluster (.data/postgres-test, port $TEST_PG_PORT)
 #   db.sh test-down  stop it
+#   db.sh bench-up   start the private benchmark cluster (.data/postgres-bench, port
+#                    $BENCH_PG_PORT): PostgreSQL's durable defaults, room for 500 clients
+#   db.sh bench-down stop it
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -19,6 +22,8 @@ DBNAME="${POSTGRES_DBNAME:-orderdb}"
 DEV_DIR="$DATA/postgres"
 TEST_DIR="$DATA/postgres-test"
 TEST_PORT="${TEST_PG_PORT:-55432}"
+BENCH_DIR="$DATA/postgres-bench"
+BENCH_PORT="${BENCH_PG_PORT:-55462}"
 COMPOSE_MARK="$DATA/compose-started"
 
 answers() { pg_isready -q -h "$1" -p "$2" -t 2 >/dev/null 2>&1; }
@@ -101,26 +106,27 @@ down() {
   fi
 }
 
-test_up() {
-  local bindir
+# private_up DIR PORT OPTIONS...: start a private trust-auth cluster on loopback, creating it
+# on first use.
+private_up() {
+  local bindir dir="$1" port="$2"
+  shift 2
   bindir="$(require_pg_bindir)"
-  is_running "$TEST_DIR" && return 0
+  is_running "$dir" && return 0
   mkdir -p "$DATA"
-  prepare_cluster_dir "$TEST_DIR"
-  if [ ! -f "$TEST_DIR/PG_VERSION" ]; then
-    as_pg "$bindir/initdb" -D "$TEST_DIR" -U postgres --auth=trust -E UTF8 >/dev/null
+  prepare_cluster_dir "$dir"
+  if [ ! -f "$dir/PG_VERSION" ]; then
+    as_pg "$bindir/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 >/dev/null
   fi
-  # Throw-away data: durability off for speed. Benchmarks never use this cluster.
-  as_pg "$bindir/pg_ctl" -D "$TEST_DIR" -l "$DATA/postgres-test.log" -w -t 30 -o \
-    "-p $TEST_PORT -c listen_addresses=127.0.0.1 -k $TEST_DIR -c fsync=off -c synchronous_commit=off \
-     -c full_page_writes=off -c max_connections=300 -c shared_buffers=128MB" start >/dev/null
+  as_pg "$bindir/pg_ctl" -D "$dir" -l "$dir.log" -w -t 30 -o \
+    "-p $port -c listen_addresses=127.0.0.1 -k $dir $*" start >/dev/null
 }
 
-test_down() {
+private_down() {
   local bindir
-  is_running "$TEST_DIR" || return 0
+  is_running "$1" || return 0
   bindir="$(pg_bindir)"
-  as_pg "$bindir/pg_ctl" -D "$TEST_DIR" -m fast -w stop >/dev/null
+  as_pg "$bindir/pg_ctl" -D "$1" -m fast -w stop >/dev/null
 }
 
 case "${1:-}" in
@@ -131,7 +137,12 @@ case "${1:-}" in
     rm -rf "$DEV_DIR"
     up
     ;;
-  test-up) test_up ;;
-  test-down) test_down ;;
-  *) die "usage: $0 up|down|reset|test-up|test-down" ;;
+  # Throw-away data: durability off for speed. Benchmarks never use this cluster.
+  test-up) private_up "$TEST_DIR" "$TEST_PORT" -c fsync=off -c synchronous_commit=off \
+    -c full_page_writes=off -c max_connections=300 -c shared_buffers=128MB ;;
+  test-down) private_down "$TEST_DIR" ;;
+  # Durable defaults (fsync, synchronous_commit on): benchmarks never trade durability for speed.
+  bench-up) private_up "$BENCH_DIR" "$BENCH_PORT" -c max_connections=700 ;;
+  bench-down) private_down "$BENCH_DIR" ;;
+  *) die "usage: $0 up|down|reset|test-up|test-down|bench-up|bench-down" ;;
 esac

@@ -4,7 +4,7 @@ use bigdecimal::BigDecimal;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
-use super::schema::{idempotency_keys, order_items, order_status_history, orders};
+use super::schema::{order_items, order_status_history, orders};
 use super::StoreError;
 use crate::domain::{Money, Order, OrderId, OrderItem, OrderStatus};
 
@@ -32,38 +32,11 @@ pub struct ItemRow {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = orders)]
-pub struct NewOrderRow<'a> {
-    pub customer_name: &'a str,
-    pub customer_email: &'a str,
-    pub total_amount: &'a BigDecimal,
-    pub status: &'a str,
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = order_items)]
-pub struct NewItemRow<'a> {
-    pub order_id: i64,
-    pub product_name: &'a str,
-    pub quantity: i32,
-    pub unit_price: &'a BigDecimal,
-    pub total_price: &'a BigDecimal,
-}
-
-#[derive(Insertable)]
 #[diesel(table_name = order_status_history)]
 pub struct NewHistoryRow {
     pub order_id: i64,
     pub from_status: Option<&'static str>,
     pub to_status: &'static str,
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = idempotency_keys)]
-pub struct NewKeyRow<'a> {
-    pub key: &'a str,
-    pub request_hash: &'a str,
-    pub order_id: i64,
 }
 
 pub fn parse_status(stored: &str) -> Result<OrderStatus, StoreError> {

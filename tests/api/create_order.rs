@@ -357,10 +357,14 @@ async fn two_hundred_concurrent_creates_all_succeed_and_are_all_stored() {
     let responses = futures_util::future::join_all(requests).await;
 
     let mut ids = Vec::new();
-    for response in responses {
+    for (n, response) in responses.into_iter().enumerate() {
         assert_eq!(response.status(), 201);
         let order: Value = response.json().await.unwrap();
+        assert_eq!(order["customer_name"], format!("Concurrent {n}"));
         assert_eq!(order["total_amount"], json!(199.97));
+        // The answer is built from the batch insert's ids: it must be exactly what is stored.
+        let stored: Value = app.get_order(&order["id"]).await.json().await.unwrap();
+        assert_eq!(stored, order, "order {n} reads back as it was answered");
         ids.push(order["id"].as_i64().unwrap());
     }
     ids.sort_unstable();

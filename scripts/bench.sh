@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# `make bench`: the headline benchmark. In one run, on one PostgreSQL with its durable
+# defaults (fsync and synchronous_commit on), it measures side by side:
+#   create  pgbench -M prepared, one order per transaction (scripts/bench/create-order.sql),
+#           against our POST /api/v1/orders driven by the stress client, at each of CLIENTS;
+#   get     pgbench running the two SELECTs of a read (scripts/bench/get-order.sql) against
+#           our GET /api/v1/orders/{id}, at 100 clients;
+#   list    our GET /api/v1/orders?limit=10, pages per second, at 100 clients;
+# and prints a table with the ratios, the stress client's p50/p99 and the server's peak RSS.
+#
+#   DURATION=10 CLIENTS="100 500" scripts/bench.sh
+#
+# It uses its own cluster (.data/postgres-bench, port BENCH_PG_PORT, default 55462) and a
+# fresh database, starts a release server on BENCH_HTTP_PORT (default 18090), and stops both.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+DURATION="${DURATION:-10}"
+CLIENTS="${CLIENTS:-100 500}"
+PG_PORT="${BENCH_PG_PORT:-55462}"
+HTTP_PORT="${BENCH_HTTP_PORT:-18090}"
+DB=ordersvc_bench
+DB_URL="postgres://postgres@127.0.0.1:$PG_PORT/$DB"
+BASE_URL="http://127.0.0.1:$HTTP_PORT"
+PSQL=(psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1)
+
+command -v pgbench >/dev/null || die "pgbench not found. Install it with: sudo apt-get install postgresql-contrib (or postgresql)"
+
+cargo build --release --locked --bin order-service --bin stress
+cluster_started=0
+if ! is_running "$DATA/postgres-bench"; then
+  BENCH_PG_PORT="$PG_PORT" scripts/db.sh bench-up
+  cluster_started=1
+fi
+server=""
+cleanup() {
+  if [ -n "$server" ]; then
+    kill -TERM "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
+  fi
+  [ "$cluster_started" -eq 1 ] && BENCH_PG_PORT="$PG_PORT" scripts/db.sh bench-down
+}
+trap cleanup EXIT
+
+"${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+DATABASE_URL="$DB_URL" PORT="$HTTP_PORT" RUST_LOG=warn \
+  target/release/order-service >"$DATA/bench-server.log" 2>&1 &
+server=$!
+for _ in $(seq 1 120); do
+  curl -fs "$BASE_URL/health" >/dev/null 2>&1 && break
+  kill -0 "$server" 2>/dev/null || die "the server exited: $(tail -5 "$DATA/bench-server.log")"
+  sleep 0.5
+done
+curl -fs "$BASE_URL/health" >/dev/null || die "the server did not become healthy in 60 s"
+
+# field NAME LINE: the value of NAME=value in a stress RESULT line.
+field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2"; }
+peak_rss_mb() { awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$server/status"; }
+pgbench_tps() {
+  pgbench -h 127.0.0.1 -p "$PG_PORT" -U postgres -n -M prepared -j 2 -T "$DURATION" "$@" "$DB" \
+    2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
+}
+stress() {
+  target/release/stress --base-url "$BASE_URL" --database-url "$DB_URL" \
+    --duration "${DURATION}s" --warmup 2s "$@" | tee -a "$DATA/bench-stress.log" | grep '^RESULT'
+}
+
+rows=()
+# row WORKLOAD CLIENTS PGBENCH RESULT
+row() {
+  local ratio="-"
+  [ "$3" != "-" ] && ratio="$(awk -v a="$(field per_sec "$4")" -v b="$3" 'BEGIN { printf "%.2f", a / b }')"
+  rows+=("$(printf '%-12s %7s %10s %10s %6s %7s %7s %8s %9s %8s' "$1" "$2" "$3" \
+    "$(field per_sec "$4")" "$ratio" "$(field p50_ms "$4")" "$(field p99_ms "$4")" \
+    "$(field success_pct "$4")" "$(field verified "$4")" "$(peak_rss_mb)")")
+}
+
+: >"$DATA/bench-stress.log"
+for clients in $CLIENTS; do
+  say "bench: create at $clients clients: pgbench, then ordersvc"
+  ceiling="$(pgbench_tps -f scripts/bench/create-order.sql -c "$clients")"
+  row "create" "$clients" "$ceiling" "$(stress --mode create --concurrency "$clients")"
+  if [ "$clients" = 100 ]; then
+    say "bench: get by id at 100 clients: pgbench, then ordersvc"
+    read -r min_id max_id < <("${PSQL[@]}" -d "$DB" -tA -F ' ' -c "SELECT min(id), max(id) FROM orders")
+    ceiling="$(pgbench_tps -f scripts/bench/get-order.sql -c 100 -D min_id="$min_id" -D max_id="$max_id")"
+    row "get by id" 100 "$ceiling" "$(stress --mode get --concurrency 100)"
+    say "bench: list pages at 100 clients"
+    row "list" 100 "-" "$(stress --mode list --concurrency 100)"
+  fi
+done
+
+echo
+echo "ordersvc benchmark: $(nproc) cores, $("${PSQL[@]}" -d postgres -tAc 'SELECT version()' | cut -d' ' -f1-2)," \
+  "fsync=$("${PSQL[@]}" -d postgres -tAc 'SHOW fsync'), synchronous_commit=$("${PSQL[@]}" -d postgres -tAc 'SHOW synchronous_commit'), ${DURATION}s per run"
+printf '%-12s %7s %10s %10s %6s %7s %7s %8s %9s %8s\n' workload clients "pgbench/s" "ordersvc/s" ratio "p50 ms" "p99 ms" "success%" verified "RSS MB"
+printf '%s\n' "${rows[@]}"
+echo "(pgbench/s: transactions per second of the same database work; RSS: the server's peak so far)"

@@ -1,0 +1,311 @@
+//! Storing new orders: a whole batch of create requests in one statement.
+//!
+//! Under load the executors hand over many orders at once (group commit), so the cost to beat
+//! is per statement and per commit, not per row. diesel's multi-row `VALUES` has a different
+//! SQL text for every batch size and is prepared afresh each time, which costs a round trip
+//! and a parse per table per batch. Here the orders and their items travel as parallel arrays
+//! (`unnest`), so the text never changes: each connection prepares it once, and a batch of any
+//! size is one round trip that writes orders, items, history and idempotency keys together.
+
+use std::collections::HashMap;
+
+use bigdecimal::BigDecimal;
+use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Numeric, Text, Timestamptz};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use super::queries::find_order;
+use super::schema::idempotency_keys;
+use super::StoreError;
+use crate::domain::{
+    CreateRequest, IdempotencyKey, Money, NewOrder, Order, OrderId, OrderItem, OrderStatus,
+};
+
+/// What a create request came to.
+#[derive(Debug)]
+pub enum Created {
+    New(Order),
+    /// Its idempotency key was used before with the same content: the order created then.
+    Replayed(Order),
+}
+
+/// Stores the orders of `requests` with all their items, their initial history rows and their
+/// idempotency keys, atomically, in one transaction. Requests whose key was seen before are
+/// answered from it instead.
+///
+/// The outer error fails the whole batch; inner ones belong to their request alone.
+pub async fn insert_orders(
+    conn: &mut AsyncPgConnection,
+    requests: &[CreateRequest],
+) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
+    conn.transaction::<_, StoreError, _>(async |conn| create_in_transaction(conn, requests).await)
+        .await
+}
+
+/// What to do with one request of a batch.
+enum Plan {
+    Insert { fingerprint: Option<String> },
+    Replay(OrderId),
+    KeyReused,
+}
+
+async fn create_in_transaction(
+    conn: &mut AsyncPgConnection,
+    requests: &[CreateRequest],
+) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
+    let plans = plan(conn, requests).await?;
+    let fresh: Vec<(&CreateRequest, Option<&str>)> = requests
+        .iter()
+        .zip(&plans)
+        .filter_map(|(request, plan)| match plan {
+            Plan::Insert { fingerprint } => Some((request, fingerprint.as_deref())),
+            _ => None,
+        })
+        .collect();
+    let mut inserted = insert_batch(conn, &fresh).await?.into_iter();
+
+    let mut outcomes = Vec::with_capacity(requests.len());
+    for plan in plans {
+        outcomes.push(match plan {
+            Plan::Insert { .. } => Ok(Created::New(inserted.next().ok_or(StoreError::NotFound)?)),
+            Plan::Replay(id) => find_order(conn, id)
+                .await?
+                .map(Created::Replayed)
+                .ok_or(StoreError::NotFound),
+            Plan::KeyReused => Err(StoreError::IdempotencyKeyReused),
+        });
+    }
+    Ok(outcomes)
+}
+
+/// Looks up the batch's idempotency keys (only when it has any, so a batch without keys costs
+/// no query here) and decides per request.
+async fn plan(
+    conn: &mut AsyncPgConnection,
+    requests: &[CreateRequest],
+) -> Result<Vec<Plan>, StoreError> {
+    let keys: Vec<&str> = requests
+        .iter()
+        .filter_map(|r| r.key.as_ref())
+        .map(IdempotencyKey::as_str)
+        .collect();
+    let known: HashMap<String, (String, i64)> = if keys.is_empty() {
+        HashMap::new()
+    } else {
+        idempotency_keys::table
+            .filter(idempotency_keys::key.eq_any(&keys))
+            .select((
+                idempotency_keys::key,
+                idempotency_keys::request_hash,
+                idempotency_keys::order_id,
+            ))
+            .load::<(String, String, i64)>(conn)
+            .await?
+            .into_iter()
+            .map(|(key, hash, order)| (key, (hash, order)))
+            .collect()
+    };
+    Ok(requests
+        .iter()
+        .map(|request| {
+            let Some(key) = &request.key else {
+                return Plan::Insert { fingerprint: None };
+            };
+            let fingerprint = request.fingerprint();
+            match known.get(key.as_str()) {
+                None => Plan::Insert {
+                    fingerprint: Some(fingerprint),
+                },
+                Some((hash, order)) if *hash == fingerprint => {
+                    Plan::Replay(OrderId::from_stored(*order))
+                }
+                Some(_) => Plan::KeyReused,
+            }
+        })
+        .collect())
+}
+
+/// Writes the orders (each with its key's fingerprint, if it has a key) and returns them as
+/// stored, in the same order.
+async fn insert_batch(
+    conn: &mut AsyncPgConnection,
+    orders: &[(&CreateRequest, Option<&str>)],
+) -> Result<Vec<Order>, StoreError> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let statement = InsertBatch::new(orders);
+    let stored: Vec<(i64, DateTime<Utc>, Vec<i64>)> = statement.load(conn).await?;
+    if stored.len() != orders.len() {
+        return Err(StoreError::Query(diesel::result::Error::NotFound));
+    }
+    Ok(orders
+        .iter()
+        .zip(stored)
+        .map(|((request, _), (id, created_at, item_ids))| {
+            stored_order(&request.order, id, created_at, item_ids)
+        })
+        .collect())
+}
+
+/// The order as the database now holds it: what was sent, plus the ids and the time it got.
+fn stored_order(order: &NewOrder, id: i64, created_at: DateTime<Utc>, item_ids: Vec<i64>) -> Order {
+    let order_id = OrderId::from_stored(id);
+    Order {
+        id: order_id,
+        customer_name: order.customer_name.as_str().to_owned(),
+        customer_email: order.customer_email.as_str().to_owned(),
+        status: OrderStatus::Pending,
+        total_amount: order.total_amount.clone(),
+        items: order
+            .items
+            .iter()
+            .zip(item_ids)
+            .map(|(item, item_id)| OrderItem {
+                id: item_id,
+                order_id,
+                product_name: item.product_name.as_str().to_owned(),
+                // Bounded to 1..=1_000_000 by the domain.
+                quantity: item.quantity as i32,
+                unit_price: item.unit_price.clone(),
+                total_price: item.total_price.clone(),
+            })
+            .collect(),
+        created_at,
+        updated_at: created_at,
+    }
+}
+
+/// The batch insert statement, its values as one array per column.
+///
+/// Ids come from the sequences in input order inside materialised CTEs, so every item is tied
+/// to its order by position (`item_order` is the 1-based position of its order in the batch),
+/// and the result lists each order's id with its item ids in input order.
+struct InsertBatch<'a> {
+    customer_names: Vec<&'a str>,
+    customer_emails: Vec<&'a str>,
+    total_amounts: Vec<&'a BigDecimal>,
+    keys: Vec<Option<&'a str>>,
+    fingerprints: Vec<Option<&'a str>>,
+    item_order: Vec<i32>,
+    product_names: Vec<&'a str>,
+    quantities: Vec<i32>,
+    unit_prices: Vec<&'a BigDecimal>,
+    total_prices: Vec<&'a BigDecimal>,
+}
+
+impl<'a> InsertBatch<'a> {
+    fn new(orders: &[(&'a CreateRequest, Option<&'a str>)]) -> Self {
+        let items = orders.iter().flat_map(|(request, _)| &request.order.items);
+        let item_order = orders
+            .iter()
+            .enumerate()
+            // At most MAX_BATCH orders: the position fits an i32.
+            .flat_map(|(n, (request, _))| {
+                std::iter::repeat_n(n as i32 + 1, request.order.items.len())
+            })
+            .collect();
+        Self {
+            customer_names: orders
+                .iter()
+                .map(|(r, _)| r.order.customer_name.as_str())
+                .collect(),
+            customer_emails: orders
+                .iter()
+                .map(|(r, _)| r.order.customer_email.as_str())
+                .collect(),
+            total_amounts: orders
+                .iter()
+                .map(|(r, _)| r.order.total_amount.as_decimal())
+                .collect(),
+            keys: orders
+                .iter()
+                .map(|(r, _)| r.key.as_ref().map(IdempotencyKey::as_str))
+                .collect(),
+            fingerprints: orders.iter().map(|(_, f)| *f).collect(),
+            item_order,
+            product_names: items.clone().map(|i| i.product_name.as_str()).collect(),
+            // Bounded to 1..=1_000_000 by the domain.
+            quantities: items.clone().map(|i| i.quantity as i32).collect(),
+            unit_prices: items.clone().map(|i| i.unit_price.as_decimal()).collect(),
+            total_prices: items.map(|i| Money::as_decimal(&i.total_price)).collect(),
+        }
+    }
+}
+
+impl QueryFragment<Pg> for InsertBatch<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "WITH new_orders AS MATERIALIZED (\
+               SELECT nextval('orders_id_seq') AS id, n, customer_name, customer_email, \
+                      total_amount, key, fingerprint \
+               FROM unnest(",
+        );
+        out.push_bind_param::<Array<Text>, _>(&self.customer_names)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.customer_emails)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Numeric>, _>(&self.total_amounts)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.keys)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.fingerprints)?;
+        out.push_sql(
+            ") WITH ORDINALITY AS o (customer_name, customer_email, total_amount, key, \
+                                     fingerprint, n)\
+             ), new_items AS MATERIALIZED (\
+               SELECT nextval('order_items_id_seq') AS id, n, item_order, product_name, \
+                      quantity, unit_price, total_price \
+               FROM unnest(",
+        );
+        out.push_bind_param::<Array<Integer>, _>(&self.item_order)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.product_names)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Integer>, _>(&self.quantities)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Numeric>, _>(&self.unit_prices)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Numeric>, _>(&self.total_prices)?;
+        out.push_sql(
+            ") WITH ORDINALITY AS i (item_order, product_name, quantity, unit_price, \
+                                     total_price, n)\
+             ), stored_orders AS (\
+               INSERT INTO orders (id, customer_name, customer_email, total_amount) \
+               SELECT id, customer_name, customer_email, total_amount FROM new_orders\
+             ), stored_items AS (\
+               INSERT INTO order_items (id, order_id, product_name, quantity, unit_price, \
+                                        total_price) \
+               SELECT i.id, o.id, i.product_name, i.quantity, i.unit_price, i.total_price \
+               FROM new_items i JOIN new_orders o ON o.n = i.item_order\
+             ), history AS (\
+               INSERT INTO order_status_history (order_id, to_status) \
+               SELECT id, 'pending' FROM new_orders\
+             ), stored_keys AS (\
+               INSERT INTO idempotency_keys (key, request_hash, order_id) \
+               SELECT key, fingerprint, id FROM new_orders WHERE key IS NOT NULL\
+             ) \
+             SELECT o.id, now(), coalesce(i.ids, '{}') \
+             FROM new_orders o LEFT JOIN (\
+               SELECT item_order, array_agg(id ORDER BY n) AS ids FROM new_items \
+               GROUP BY item_order\
+             ) i ON i.item_order = o.n \
+             ORDER BY o.n",
+        );
+        Ok(())
+    }
+}
+
+impl Query for InsertBatch<'_> {
+    type SqlType = (BigInt, Timestamptz, Array<BigInt>);
+}
+
+/// Not a static id: diesel then caches the prepared statement by its SQL text, which is the
+/// same for every batch.
+impl QueryId for InsertBatch<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
