@@ -1,6 +1,6 @@
 # ordersvc: `make run` to serve, `make test` to test. `make help` lists everything.
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-chaos test-api test-contract db-up db-down db-reset test-db-up test-db-down fmt lint clean
+.PHONY: help build run test test-chaos test-api test-contract bench bench-micro db-up db-down db-reset test-db-up test-db-down fmt lint clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -23,6 +23,12 @@ test-api: ## curl walk-through of every endpoint against a running server (BASE_
 test-contract: ## fuzz a running server against its OpenAPI document with schemathesis (BASE_URL)
 	BASE_URL=$${BASE_URL:-http://127.0.0.1:8080} scripts/schemathesis.sh
 
+bench: ## headline benchmark: pgbench ceiling vs our API on one durable PostgreSQL (DURATION, CLIENTS)
+	scripts/bench.sh
+
+bench-micro: ## criterion benches: the domain, and the database path (needs `make db-up`)
+	cargo bench --locked
+
 db-up: ## make sure the configured PostgreSQL answers (starting one if needed) and the database exists
 	scripts/db.sh up
 
@@ -32,7 +38,13 @@ db-down: ## stop the PostgreSQL that db-up started
 db-reset: ## wipe and recreate the private development cluster
 	scripts/db.sh reset
 
-test-db-up: ## start the private test cluster
+test-bench: ## headline benchmark: pgbench ceiling vs our API on one durable PostgreSQL (DURATION, CLIENTS)
+	scripts/bench.sh
+
+bench-micro: ## criterion benches: the domain, and the database path (needs `make db-up`)
+	cargo bench --locked
+
+db-up: ## start the private test cluster
 	scripts/db.sh test-up
 
 test-db-down: ## stop the private test cluster
