@@ -3,6 +3,12 @@ use std::process::ExitCode;
 use order_service::config::Config;
 use order_service::startup::Application;
 
+/// Every request allocates and frees many small buffers across threads (HTTP worker, executor,
+/// connection task); mimalloc's per-thread free lists do that with less contention and
+/// fragmentation than glibc's malloc (measured with `make bench`: see docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> ExitCode {
     let dotenv = dotenvy::dotenv();
