@@ -17,7 +17,10 @@ pub enum Stop {
     /// After this many requests.
     Count(u64),
     /// After `warmup`, whose requests are not counted, and then `duration`.
-    Time { warmup: Duration, duration: Duration },
+    Time {
+        warmup: Duration,
+        duration: Duration,
+    },
 }
 
 /// Everything the workers saw, merged.

@@ -126,7 +126,10 @@ mod tests {
     fn the_body_carries_prices_as_written() {
         let text = body(5).to_string();
         assert!(text.contains(r#""unit_price":99.99"#), "{text}");
-        assert!(text.contains(r#""customer_name":"StressTest Customer 5""#), "{text}");
+        assert!(
+            text.contains(r#""customer_name":"StressTest Customer 5""#),
+            "{text}"
+        );
     }
 
     #[test]

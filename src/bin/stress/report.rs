@@ -40,7 +40,11 @@ impl Figures {
             } else {
                 ok as f64 * 100.0 / total as f64
             },
-            per_sec: if seconds > 0.0 { ok as f64 / seconds } else { 0.0 },
+            per_sec: if seconds > 0.0 {
+                ok as f64 / seconds
+            } else {
+                0.0
+            },
             latency_ms: Latency {
                 min: ms(h.min()),
                 mean: h.mean() / 1000.0,
