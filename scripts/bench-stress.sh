@@ -11,14 +11,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 export DURATION="${DURATION:-10s}" CONCURRENCY="${CONCURRENCY:-100}" WARMUP="${WARMUP:-2s}"
 export MODES="${MODES:-create get list}"
-cd "$ROOT"
-cargo build --release --locked --bins
-
 # One server for all modes: the loop runs inside with-server.sh.
 bench() {
   local mode results=()
   for mode in $MODES; do
-    target/release/stress --mode "$mode" --duration "$DURATION" --warmup "$WARMUP" \
+    "$(bin_path stress)" --mode "$mode" --duration "$DURATION" --warmup "$WARMUP" \
       --concurrency "$CONCURRENCY" "$@" | tee "$DATA/bench-stress-$mode.out"
     results+=("$(grep '^RESULT ' "$DATA/bench-stress-$mode.out")")
     echo
@@ -31,6 +28,7 @@ if [ "${1:-}" = "--inside-server" ]; then
   shift
   bench "$@"
 else
+  build_bins
   mkdir -p "$DATA"
-  exec scripts/with-server.sh "$0" --inside-server "$@"
+  exec "$ROOT/scripts/with-server.sh" "$0" --inside-server "$@"
 fi

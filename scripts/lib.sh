@@ -90,3 +90,16 @@ server_database_url() {
     "${POSTGRES_HOST:-localhost}" "${POSTGRES_PORT:-5432}" \
     "$(percent_encode "${POSTGRES_DBNAME:-orderdb}")" "${POSTGRES_SSLMODE:-disable}"
 }
+
+# The server and stress binaries that with-server.sh and the stress scripts run, built with the
+# cargo profile BUILD_PROFILE: release unless set (CI sets dev to reuse what `make test` built).
+build_bins() {
+  (cd "$ROOT" && cargo build --locked --bins --profile "${BUILD_PROFILE:-release}")
+}
+
+# bin_path NAME: where build_bins put binary NAME.
+bin_path() {
+  local dir="${BUILD_PROFILE:-release}"
+  [ "$dir" = dev ] && dir=debug
+  printf '%s' "$ROOT/target/$dir/$1"
+}

@@ -4,6 +4,8 @@
 #
 #   scripts/stress.sh ORDERS CONCURRENCY [stress flags, see target/release/stress --help]
 #
+# BUILD_PROFILE: cargo profile of the binaries (default release).
+#
 # Exits non-zero unless every order succeeds and verification passes (unless --min-success).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -12,6 +14,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 orders="$1"
 concurrency="$2"
 shift 2
-cd "$ROOT"
-cargo build --release --locked --bins
-exec scripts/with-server.sh target/release/stress --orders "$orders" --concurrency "$concurrency" "$@"
+build_bins
+exec "$ROOT/scripts/with-server.sh" "$(bin_path stress)" --orders "$orders" --concurrency "$concurrency" "$@"

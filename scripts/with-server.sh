@@ -4,7 +4,8 @@
 #
 #   scripts/with-server.sh CMD [ARGS...]
 #
-# BASE_URL  server to use (default http://127.0.0.1:$PORT, PORT defaulting to 8080)
+# BASE_URL       server to use (default http://127.0.0.1:$PORT, PORT defaulting to 8080)
+# BUILD_PROFILE  cargo profile of the server started here (default release)
 #
 # CMD sees BASE_URL, and DATABASE_URL as the server gets it (from DATABASE_URL or POSTGRES_*,
 # .env included). A server that was already running is assumed to use that database too.
@@ -69,7 +70,7 @@ start_server() {
   local waited=0
   mkdir -p "$DATA"
   PORT="${PORT:-$(base_url_port)}" HOST="${HOST:-127.0.0.1}" \
-    "$ROOT/target/release/order-service" >"$SERVER_LOG" 2>&1 &
+    "$(bin_path order-service)" >"$SERVER_LOG" 2>&1 &
   server_pid=$!
   say "with-server: started the server (pid $server_pid), logging to .data/server.log"
   until healthy; do
@@ -94,7 +95,7 @@ else
   trap 'exit 130' INT
   trap 'exit 143' TERM
   say "with-server: no server answers on $BASE_URL; building and starting one"
-  (cd "$ROOT" && cargo build --release --locked --bins)
+  build_bins
   start_database
   start_server
 fi
