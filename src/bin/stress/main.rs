@@ -61,6 +61,12 @@ async fn run(args: &Args) -> Result<bool, String> {
         None => None,
     };
 
+    println!(
+        "stress:     {} against {}, {}, {concurrency} in flight",
+        args.mode.name(),
+        args.base_url,
+        describe(stop)
+    );
     let request = match args.mode {
         Mode::Create => Request::CreateOrder,
         Mode::Get => Request::GetOrder {
@@ -68,12 +74,6 @@ async fn run(args: &Args) -> Result<bool, String> {
         },
         Mode::List => Request::ListOrders,
     };
-    println!(
-        "stress:     {} against {}, {}, {concurrency} in flight",
-        args.mode.name(),
-        args.base_url,
-        describe(stop)
-    );
     let outcome = load::run(&api, request, stop, concurrency, progress_bar(stop)).await;
     let figures = Figures::of(&outcome);
     report::print(args.mode, &outcome, &figures);

@@ -5,12 +5,12 @@ use crate::load::Outcome;
 use crate::verify::Verdict;
 
 pub struct Figures {
-    pub total: u64,
-    pub ok: u64,
-    pub failed: u64,
+    total: u64,
+    ok: u64,
+    failed: u64,
     pub success_pct: f64,
     /// Successes per second over the measured time.
-    pub per_sec: f64,
+    per_sec: f64,
     latency_ms: Latency,
 }
 
