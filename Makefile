@@ -1,6 +1,6 @@
 # ordersvc: `make run` to serve, `make test` to test. `make help` lists everything.
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-chaos test-api test-contract bench bench-micro db-up db-down db-reset test-db-up test-db-down fmt lint clean
+.PHONY: help build run test test-chaos test-api test-contract test-stress test-stress-extreme test-all-stress bench-stress bench bench-micro db-up db-down db-reset test-db-up test-db-down fmt lint clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -20,8 +20,19 @@ test-chaos: ## only the chaos test: database crash and SIGTERM under load (also 
 test-api: ## curl walk-through of every endpoint against a running server (BASE_URL, default :8080)
 	scripts/test-api.sh
 
-test-contract: ## fuzz a running server against its OpenAPI document with schemathesis (BASE_URL)
-	BASE_URL=$${BASE_URL:-http://127.0.0.1:8080} scripts/schemathesis.sh
+test-contract: ## fuzz the server on BASE_URL (started if none answers) against its OpenAPI document with schemathesis
+	scripts/with-server.sh scripts/schemathesis.sh
+
+test-stress: ## stress test: 1,000 orders, 100 in flight, all read back and counted (server started if none answers)
+	scripts/stress.sh 1000 100
+
+test-stress-extreme: ## EXTREME stress test: 10,000 orders, 500 in flight, all read back and counted
+	scripts/stress.sh 10000 500 --timeout 60s
+
+test-all-stress: test-stress test-stress-extreme ## both stress tests
+
+bench-stress: ## sustained load per mode (create, get, list) for DURATION (10s), CONCURRENCY (100) in flight
+	scripts/bench-stress.sh
 
 bench: ## headline benchmark: pgbench ceiling vs our API on one durable PostgreSQL (DURATION, CLIENTS)
 	scripts/bench.sh

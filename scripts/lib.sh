@@ -63,3 +63,43 @@ is_running() {
   bindir="$(pg_bindir)" || return 1
   [ -f "$1/PG_VERSION" ] && as_pg "$bindir/pg_ctl" -D "$1" status >/dev/null 2>&1
 }
+
+# percent_encode TEXT: every byte but ASCII letters and digits as %XX, as the server encodes
+# credentials in the database URL it builds.
+percent_encode() {
+  local LC_ALL=C text="$1" c i out=""
+  for ((i = 0; i < ${#text}; i++)); do
+    c="${text:i:1}"
+    case "$c" in
+      [a-zA-Z0-9]) out+="$c" ;;
+      *) printf -v c '%%%02X' "'$c" && out+="$c" ;;
+    esac
+  done
+  printf '%s' "$out"
+}
+
+# The database URL the server connects to: DATABASE_URL, else the one src/config.rs builds
+# from the POSTGRES_* variables. Call load_env first.
+server_database_url() {
+  if [ -n "${DATABASE_URL:-}" ]; then
+    printf '%s' "$DATABASE_URL"
+    return
+  fi
+  printf 'postgres://%s:%s@%s:%s/%s?sslmode=%s' \
+    "$(percent_encode "${POSTGRES_USER:-user}")" "$(percent_encode "${POSTGRES_PASSWORD:-password}")" \
+    "${POSTGRES_HOST:-localhost}" "${POSTGRES_PORT:-5432}" \
+    "$(percent_encode "${POSTGRES_DBNAME:-orderdb}")" "${POSTGRES_SSLMODE:-disable}"
+}
+
+# The server and stress binaries that with-server.sh and the stress scripts run, built with the
+# cargo profile BUILD_PROFILE: release unless set (CI sets dev to reuse what `make test` built).
+build_bins() {
+  (cd "$ROOT" && cargo build --locked --bins --profile "${BUILD_PROFILE:-release}")
+}
+
+# bin_path NAME: where build_bins put binary NAME.
+bin_path() {
+  local dir="${BUILD_PROFILE:-release}"
+  [ "$dir" = dev ] && dir=debug
+  printf '%s' "$ROOT/target/$dir/$1"
+}

@@ -1,0 +1,108 @@
+//! Command-line flags of the stress client.
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stress",
+    about = "Load generator for ordersvc: a fixed number of requests in flight, throughput and \
+             latency figures, and (create mode) a read-back of every acknowledged order",
+    after_help = "The count check compares `SELECT count(*) FROM orders` before and after the run \
+                  with the number of 201 answers: it assumes nobody else writes orders meanwhile. \
+                  Latency figures cover successful requests only; failures are counted by cause. \
+                  The last line of output is machine-readable and starts with `RESULT `."
+)]
+pub struct Args {
+    /// Server to load.
+    #[arg(long, env = "BASE_URL", default_value = "http://127.0.0.1:8080")]
+    pub base_url: String,
+
+    /// Requests to send (create: orders to create). Ignored with --duration, except that get
+    /// mode creates at most 1,000 orders to read, fewer when this is smaller.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub orders: u64,
+
+    /// Requests in flight at any time.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub concurrency: u32,
+
+    /// Time one request may take, body included, e.g. 10s.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+
+    /// Sustained mode: send requests for this long instead of --orders of them, e.g. 10s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Sustained mode: load for this long first, without counting, e.g. 2s.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+
+    /// Exit non-zero when fewer than this percentage of requests succeed.
+    #[arg(long, default_value_t = 100.0, value_parser = percentage)]
+    pub min_success: f64,
+
+    /// What to send: create orders, read random orders by id, or list the newest ten.
+    #[arg(long, value_enum, default_value_t = Mode::Create)]
+    pub mode: Mode,
+
+    /// Sent as `Authorization: Bearer <key>`, for a server with API_KEYS set.
+    #[arg(long, env = "API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// The server's database, for the count check (create mode); skipped when absent.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Skip the read-back and the count check after a create run.
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    Create,
+    Get,
+    List,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Create => "create",
+            Mode::Get => "get",
+            Mode::List => "list",
+        }
+    }
+}
+
+impl Args {
+    /// Flags that cannot be checked one at a time.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.warmup.is_zero() && self.duration.is_none() {
+            return Err("--warmup needs --duration".into());
+        }
+        if self.duration.is_some_and(|d| d.is_zero()) {
+            return Err("--duration must be longer than zero".into());
+        }
+        Ok(())
+    }
+
+    /// An empty variable (`API_KEY=`) means no key, as an unset one does.
+    pub fn api_key(&self) -> Option<&str> {
+        self.api_key.as_deref().filter(|k| !k.is_empty())
+    }
+
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref().filter(|u| !u.is_empty())
+    }
+}
+
+fn percentage(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err("expected a percentage from 0 to 100".into()),
+    }
+}
