@@ -49,13 +49,7 @@ db-down: ## stop the PostgreSQL that db-up started
 db-reset: ## wipe and recreate the private development cluster
 	scripts/db.sh reset
 
-test-bench: ## headline benchmark: pgbench ceiling vs our API on one durable PostgreSQL (DURATION, CLIENTS)
-	scripts/bench.sh
-
-bench-micro: ## criterion benches: the domain, and the database path (needs `make db-up`)
-	cargo bench --locked
-
-db-up: ## start the private test cluster
+test-db-up: ## start the private test cluster
 	scripts/db.sh test-up
 
 test-db-down: ## stop the private test cluster
