@@ -27,7 +27,7 @@ PSQL=(psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1)
 
 command -v pgbench >/dev/null || die "pgbench not found. Install it with: sudo apt-get install postgresql-contrib (or postgresql)"
 
-cargo build --release --locked --bin order-service --bin stress
+build_bins
 cluster_started=0
 if ! is_running "$DATA/postgres-bench"; then
   BENCH_PG_PORT="$PG_PORT" scripts/db.sh bench-up
@@ -44,7 +44,7 @@ trap cleanup EXIT
 
 "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
 DATABASE_URL="$DB_URL" PORT="$HTTP_PORT" RUST_LOG=warn \
-  target/release/order-service >"$DATA/bench-server.log" 2>&1 &
+  "$(bin_path order-service)" >"$DATA/bench-server.log" 2>&1 &
 server=$!
 for _ in $(seq 1 120); do
   curl -fs "$BASE_URL/health" >/dev/null 2>&1 && break
@@ -61,7 +61,7 @@ pgbench_tps() {
     2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
 }
 stress() {
-  target/release/stress --base-url "$BASE_URL" --database-url "$DB_URL" \
+  "$(bin_path stress)" --base-url "$BASE_URL" --database-url "$DB_URL" \
     --duration "${DURATION}s" --warmup 2s "$@" | tee -a "$DATA/bench-stress.log" | grep '^RESULT'
 }
 

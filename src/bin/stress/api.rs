@@ -5,9 +5,16 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
-use reqwest::{Client, StatusCode};
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use reqwest::{Client, Url};
+use serde::Deserialize;
 use serde_json::Value;
+use tokio::net::TcpStream;
 
 use crate::order;
 
@@ -33,18 +40,6 @@ impl fmt::Display for Cause {
     }
 }
 
-impl From<reqwest::Error> for Cause {
-    fn from(e: reqwest::Error) -> Self {
-        if e.is_timeout() {
-            Cause::Timeout
-        } else if e.is_connect() || e.is_request() {
-            Cause::Connection
-        } else {
-            Cause::Other
-        }
-    }
-}
-
 /// How one request ended: success (with the new order's id for a create) or why not.
 pub type Answer = Result<Option<i64>, Cause>;
 
@@ -58,79 +53,83 @@ pub enum Request {
     ListOrders,
 }
 
-/// Cheap to clone: every worker holds one.
+/// The service's address and how to talk to it. Cheap to clone: every worker holds one.
 #[derive(Clone)]
 pub struct Api {
+    target: Arc<Target>,
+    /// Pooled client for the read-back after the run, where convenience beats cost.
     http: Client,
-    base: Arc<str>,
+}
+
+struct Target {
+    /// `host:port`, to connect to and to send as `Host`.
+    authority: String,
+    host: HeaderValue,
+    /// The base URL's path, without a trailing slash.
+    prefix: String,
+    authorization: Option<HeaderValue>,
+    timeout: Duration,
 }
 
 impl Api {
-    /// One client for the whole run, its pool sized so that each worker keeps its connection.
-    pub fn new(
-        base_url: &str,
-        api_key: Option<&str>,
-        concurrency: usize,
-        timeout: Duration,
-    ) -> Result<Self, String> {
+    pub fn new(base_url: &str, api_key: Option<&str>, timeout: Duration) -> Result<Self, String> {
+        let url = Url::parse(base_url).map_err(|e| format!("--base-url {base_url:?}: {e}"))?;
+        if url.scheme() != "http" {
+            return Err(format!(
+                "--base-url {base_url:?}: only http:// is supported"
+            ));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| format!("--base-url {base_url:?} has no host"))?;
+        let authority = format!("{host}:{}", url.port_or_known_default().unwrap_or(80));
+        let authorization = api_key
+            .map(|key| {
+                let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
+                    .map_err(|_| "the API key must be visible ASCII".to_owned())?;
+                value.set_sensitive(true);
+                Ok::<_, String>(value)
+            })
+            .transpose()?;
         let mut headers = HeaderMap::new();
-        if let Some(key) = api_key {
-            let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
-                .map_err(|_| "the API key must be visible ASCII".to_owned())?;
-            value.set_sensitive(true);
-            headers.insert(AUTHORIZATION, value);
+        if let Some(value) = &authorization {
+            headers.insert(AUTHORIZATION, value.clone());
         }
         let http = Client::builder()
             .default_headers(headers)
-            .pool_max_idle_per_host(concurrency)
             .timeout(timeout)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
+            target: Arc::new(Target {
+                host: HeaderValue::from_str(&authority)
+                    .map_err(|_| format!("--base-url {base_url:?}: bad host"))?,
+                authority,
+                prefix: url.path().trim_end_matches('/').to_owned(),
+                authorization,
+                timeout,
+            }),
             http,
-            base: base_url.trim_end_matches('/').into(),
         })
     }
 
-    pub async fn send(&self, request: &Request, n: u64) -> Answer {
-        match request {
-            Request::CreateOrder => self.create_order(n).await,
-            Request::GetOrder { among } => {
-                let pick = scatter(n) % among.len() as u64;
-                self.get_order(among[pick as usize]).await
-            }
-            Request::ListOrders => {
-                self.read(&format!("{}/api/v1/orders?limit=10", self.base))
-                    .await
-            }
+    /// A connection of the caller's own, opened on first use.
+    pub fn session(&self) -> Session {
+        Session {
+            target: self.target.clone(),
+            sender: None,
         }
-    }
-
-    /// POSTs order number `n`; success is a 201 whose body carries the new id.
-    async fn create_order(&self, n: u64) -> Answer {
-        let response = self
-            .http
-            .post(format!("{}/api/v1/orders", self.base))
-            .json(&order::body(n))
-            .send()
-            .await?;
-        if response.status() != StatusCode::CREATED {
-            return Err(refused(response).await);
-        }
-        let created: Value = response.json().await?;
-        created["id"].as_i64().map(Some).ok_or(Cause::Other)
-    }
-
-    async fn get_order(&self, id: i64) -> Answer {
-        self.read(&format!("{}/api/v1/orders/{id}", self.base))
-            .await
     }
 
     /// The stored order, for verification.
     pub async fn fetch_order(&self, id: i64) -> Result<Value, String> {
+        let url = format!(
+            "http://{}{}/api/v1/orders/{id}",
+            self.target.authority, self.target.prefix
+        );
         let response = self
             .http
-            .get(format!("{}/api/v1/orders/{id}", self.base))
+            .get(url)
             .send()
             .await
             .map_err(|e| format!("order {id}: {e}"))?;
@@ -142,23 +141,125 @@ impl Api {
             .await
             .map_err(|e| format!("order {id}: {e}"))
     }
+}
 
-    /// A GET that succeeds with 200; the whole body is read, as a real client would.
-    async fn read(&self, url: &str) -> Answer {
-        let response = self.http.get(url).send().await?;
-        if response.status() != StatusCode::OK {
-            return Err(refused(response).await);
+/// One worker's keep-alive connection. The load loop sends on it one request at a time, so it
+/// needs no pool, no lock and no URL parsing per request: the client then costs a fraction of
+/// the CPU of a pooled client such as reqwest's, and leaves the machine's cores to the server
+/// being measured (docs/PERFORMANCE.md has the figures).
+pub struct Session {
+    target: Arc<Target>,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+/// The part of a created order the load loop needs.
+#[derive(Deserialize)]
+struct CreatedOrder {
+    id: i64,
+}
+
+impl Session {
+    pub async fn send(&mut self, request: &Request, n: u64) -> Answer {
+        let (method, path, body, expected) = match request {
+            Request::CreateOrder => (
+                Method::POST,
+                "/api/v1/orders".to_owned(),
+                Some(order::body(n).to_string()),
+                StatusCode::CREATED,
+            ),
+            Request::GetOrder { among } => {
+                let pick = scatter(n) % among.len() as u64;
+                (
+                    Method::GET,
+                    format!("/api/v1/orders/{}", among[pick as usize]),
+                    None,
+                    StatusCode::OK,
+                )
+            }
+            Request::ListOrders => (
+                Method::GET,
+                "/api/v1/orders?limit=10".to_owned(),
+                None,
+                StatusCode::OK,
+            ),
+        };
+        let timeout = self.target.timeout;
+        let (status, body) =
+            match tokio::time::timeout(timeout, self.exchange(method, &path, body)).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(cause)) => {
+                    self.sender = None;
+                    return Err(cause);
+                }
+                Err(_) => {
+                    // The late answer may still arrive on this connection: start afresh.
+                    self.sender = None;
+                    return Err(Cause::Timeout);
+                }
+            };
+        if status != expected {
+            return Err(Cause::Status(status.as_u16()));
         }
-        response.bytes().await?;
-        Ok(None)
+        match request {
+            Request::CreateOrder => serde_json::from_slice::<CreatedOrder>(&body)
+                .map(|created| Some(created.id))
+                .map_err(|_| Cause::Other),
+            _ => Ok(None),
+        }
+    }
+
+    /// Sends one request and reads the whole answer, as a real client would.
+    async fn exchange(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(StatusCode, Bytes), Cause> {
+        let target = self.target.clone();
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", target.prefix))
+            .header(HOST, target.host.clone());
+        if let Some(value) = &target.authorization {
+            request = request.header(AUTHORIZATION, value.clone());
+        }
+        if body.is_some() {
+            request = request.header(CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|_| Cause::Other)?;
+        let sender = match &mut self.sender {
+            Some(sender) => sender,
+            None => self.sender.insert(connect(&target.authority).await?),
+        };
+        sender.ready().await.map_err(|_| Cause::Connection)?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|_| Cause::Connection)?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|_| Cause::Connection)?
+            .to_bytes();
+        Ok((status, body))
     }
 }
 
-/// Reads the refusal's body so that the connection can be reused, and names its status.
-async fn refused(response: reqwest::Response) -> Cause {
-    let cause = Cause::Status(response.status().as_u16());
-    let _ = response.bytes().await;
-    cause
+async fn connect(authority: &str) -> Result<SendRequest<Full<Bytes>>, Cause> {
+    let stream = TcpStream::connect(authority)
+        .await
+        .map_err(|_| Cause::Connection)?;
+    // Requests are small and written whole: waiting to coalesce them only adds latency.
+    stream.set_nodelay(true).map_err(|_| Cause::Connection)?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| Cause::Connection)?;
+    tokio::spawn(connection);
+    Ok(sender)
 }
 
 /// Spreads request numbers evenly and unpredictably over the ids (splitmix64), so that reads

@@ -105,6 +105,7 @@ struct Worker {
 impl Worker {
     async fn run(self) -> Tally {
         let mut tally = Tally::new();
+        let mut session = self.api.session();
         loop {
             let n = self.next.fetch_add(1, Ordering::Relaxed);
             let go_on = match self.limit {
@@ -115,7 +116,7 @@ impl Worker {
                 return tally;
             }
             let sent = Instant::now();
-            let answer = self.api.send(&self.request, n).await;
+            let answer = session.send(&self.request, n).await;
             tally.record(n, answer, sent.elapsed(), sent >= self.measured_from);
             self.progress.inc(1);
         }

@@ -26,7 +26,7 @@ use verify::{CountBefore, Verdict};
 /// Get mode reads orders it created itself, at most this many.
 const ORDERS_TO_READ: u64 = 1000;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
     match run(&args).await {
@@ -43,7 +43,7 @@ async fn main() -> ExitCode {
 async fn run(args: &Args) -> Result<bool, String> {
     args.check()?;
     let concurrency = args.concurrency as usize;
-    let api = Api::new(&args.base_url, args.api_key(), concurrency, args.timeout)?;
+    let api = Api::new(&args.base_url, args.api_key(), args.timeout)?;
     let stop = match args.duration {
         Some(duration) => Stop::Time {
             warmup: args.warmup,
