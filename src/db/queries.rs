@@ -290,8 +290,14 @@ fn page_query(page: &PageRequest) -> PageQuery<'_> {
         .order((orders::created_at.desc(), orders::id.desc()))
         .limit(page.limit.get() as i64 + 1)
         .into_boxed();
-    if !filter.statuses.is_empty() {
-        query = query.filter(orders::status.eq_any(filter.statuses.iter().map(|s| s.as_str())));
+    match filter.statuses.as_slice() {
+        [] => {}
+        // `=` rather than `= ANY`: only then does PostgreSQL 15 read the (status, created_at
+        // DESC, id DESC) index in list order, so a rare status costs `limit` rows, not a sort.
+        [status] => query = query.filter(orders::status.eq(status.as_str())),
+        statuses => {
+            query = query.filter(orders::status.eq_any(statuses.iter().map(|s| s.as_str())))
+        }
     }
     if let Some(email) = &filter.customer_email {
         query = query.filter(lower(orders::customer_email).eq(lower(email.as_str())));
