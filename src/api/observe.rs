@@ -91,7 +91,7 @@ fn record(
     };
     log::log!(
         level,
-        "{method} {path} {} {:.1}ms request_id={id}",
+        "{method} {path} {} {:.2}ms request_id={id}",
         status.as_u16(),
         elapsed.as_secs_f64() * 1000.0
     );

@@ -280,9 +280,8 @@ diesel::define_sql_function!(fn lower(text: Text) -> Text);
 type PageQuery<'a> = orders::BoxedQuery<'a, Pg, SqlTypeOf<AsSelect<OrderRow, Pg>>>;
 
 /// The orders of one page and one more (which tells whether another page follows): newest
-/// first by `(created_at, id)`, matching the filter, strictly after the cursor. Every filter has
-/// an index that yields its orders in this order (see the migrations), so a page reads about
-/// `limit` index entries whatever the table's size.
+/// first by `(created_at, id)`, matching the filter, strictly after the cursor. Each filter is
+/// served by an index (docs/LIST_FILTERS.md shows the plans), never by reading the whole table.
 fn page_query(page: &PageRequest) -> PageQuery<'_> {
     let filter = &page.filter;
     let mut query = orders::table
@@ -418,31 +417,37 @@ pub async fn change_status(
     to: OrderStatus,
 ) -> Result<Order, StoreError> {
     let (order, transition) = conn
-        .transaction::<_, StoreError, _>(async |conn| {
-            let current: String = orders::table
-                .find(id.get())
-                .select(orders::status)
-                .for_update()
-                .first(conn)
-                .await?;
-            let transition = parse_status(&current)?.transition(to)?;
-            if let Transition::Move { from, to } = transition {
-                diesel::update(orders::table.find(id.get()))
-                    .set((
-                        orders::status.eq(to.as_str()),
-                        orders::updated_at.eq(diesel::dsl::now),
-                    ))
-                    .execute(conn)
-                    .await?;
-                record_status(conn, id.get(), Some(from), to).await?;
-            }
-            let order = find_order(conn, id).await?.ok_or(StoreError::NotFound)?;
-            Ok((order, transition))
-        })
+        .transaction::<_, StoreError, _>(async |conn| change_in_transaction(conn, id, to).await)
         .await?;
     // Counted once committed: a rolled-back change did not happen.
     if let Transition::Move { from, to } = transition {
         metrics::status_changed(from, to);
     }
     Ok(order)
+}
+
+async fn change_in_transaction(
+    conn: &mut AsyncPgConnection,
+    id: OrderId,
+    to: OrderStatus,
+) -> Result<(Order, Transition), StoreError> {
+    let current: String = orders::table
+        .find(id.get())
+        .select(orders::status)
+        .for_update()
+        .first(conn)
+        .await?;
+    let transition = parse_status(&current)?.transition(to)?;
+    if let Transition::Move { from, to } = transition {
+        diesel::update(orders::table.find(id.get()))
+            .set((
+                orders::status.eq(to.as_str()),
+                orders::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
+        record_status(conn, id.get(), Some(from), to).await?;
+    }
+    let order = find_order(conn, id).await?.ok_or(StoreError::NotFound)?;
+    Ok((order, transition))
 }
