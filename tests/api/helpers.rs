@@ -342,6 +342,30 @@ impl TestApp {
         self.get(&format!("/api/v1/orders{query}")).await
     }
 
+    /// Lists with `filters` (`status=pending&…`, or empty) `limit` orders at a time, following
+    /// `next_cursor` to the last page; returns every order seen, in the order seen.
+    pub async fn every_page(&self, filters: &str, limit: usize) -> Vec<Value> {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..1000 {
+            let mut query = format!("?limit={limit}&{filters}");
+            if let Some(cursor) = &cursor {
+                query.push_str(&format!("&cursor={cursor}"));
+            }
+            let response = self.list_orders(&query).await;
+            assert_eq!(response.status(), 200, "{query}");
+            let page: Value = response.json().await.expect("page JSON");
+            let orders = page["orders"].as_array().expect("orders");
+            assert!(orders.len() <= limit, "{query}: at most `limit` orders");
+            seen.extend(orders.iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return seen,
+            }
+        }
+        panic!("{filters}: pagination did not end");
+    }
+
     pub async fn set_status(&self, id: impl std::fmt::Display, status: &str) -> Response {
         self.client
             .put(self.url(&format!("/api/v1/orders/{id}/status")))
@@ -350,6 +374,20 @@ impl TestApp {
             .await
             .expect("request sent")
     }
+}
+
+/// Checks that listed orders come newest first, by `(created_at, id)`.
+pub fn assert_newest_first(orders: &[Value], what: &str) {
+    let keys: Vec<(&str, i64)> = orders
+        .iter()
+        .map(|o| (o["created_at"].as_str().unwrap(), o["id"].as_i64().unwrap()))
+        .collect();
+    let mut newest_first = keys.clone();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    assert_eq!(
+        keys, newest_first,
+        "{what}: newest first by (created_at, id)"
+    );
 }
 
 /// Reads a non-2xx answer and checks it has the common error shape, including the request id

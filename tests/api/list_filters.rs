@@ -8,7 +8,7 @@ use order_service::db::explain_orders_page;
 use order_service::domain::{Cursor, FilterInput, ListFilter, PageLimit, PageRequest};
 use serde_json::{json, Value};
 
-use crate::helpers::{error_body, spawn_app, TestApp};
+use crate::helpers::{assert_newest_first, error_body, spawn_app, TestApp};
 
 /// E-mail spellings of three customers: the filter must not care about case.
 const EMAILS: [&str; 5] = [
@@ -73,44 +73,6 @@ fn at_hour(hour: i64) -> String {
     format!("2026-01-01T{hour:02}:00:00Z")
 }
 
-/// Follows `next_cursor` with the same filters to the last page; checks each page's size and
-/// order, and returns every order seen.
-async fn page_through(app: &TestApp, filters: &str, limit: usize) -> Vec<Value> {
-    let mut seen: Vec<Value> = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..1000 {
-        let mut query = format!("?limit={limit}&{filters}");
-        if let Some(cursor) = &cursor {
-            query.push_str(&format!("&cursor={cursor}"));
-        }
-        let response = app.list_orders(&query).await;
-        assert_eq!(response.status(), 200, "{query}");
-        let page: Value = response.json().await.unwrap();
-        let orders = page["orders"].as_array().unwrap();
-        assert!(orders.len() <= limit, "{query}: at most `limit` orders");
-        seen.extend(orders.iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => {
-                let keys: Vec<(String, i64)> = seen
-                    .iter()
-                    .map(|o| {
-                        (
-                            o["created_at"].as_str().unwrap().to_owned(),
-                            o["id"].as_i64().unwrap(),
-                        )
-                    })
-                    .collect();
-                let mut newest_first = keys.clone();
-                newest_first.sort_by(|a, b| b.cmp(a));
-                assert_eq!(keys, newest_first, "{filters}: newest first across pages");
-                return seen;
-            }
-        }
-    }
-    panic!("{filters}: pagination did not end");
-}
-
 #[actix_web::test]
 async fn filters_combined_with_pagination_return_every_matching_order_exactly_once() {
     let app = spawn_app().await;
@@ -162,7 +124,8 @@ async fn filters_combined_with_pagination_return_every_matching_order_exactly_on
             "{filters}: the data leaves something out"
         );
         for limit in [1, 3, 100] {
-            let seen = page_through(&app, filters, limit).await;
+            let seen = app.every_page(filters, limit).await;
+            assert_newest_first(&seen, &format!("{filters}, limit {limit}"));
             let ids: Vec<i64> = seen.iter().map(|o| o["id"].as_i64().unwrap()).collect();
             let unique: HashSet<i64> = ids.iter().copied().collect();
             assert_eq!(
