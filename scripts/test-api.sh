@@ -32,8 +32,8 @@ expect() {
   local want="$1" what="$2" filter="${3:-}"
   [ "$STATUS" = "$want" ] || fail "$what: expected HTTP $want"
   if [ "$want" -ge 400 ]; then
-    jq -e '(.error | type == "string") and (.code | type == "string")' <<<"$BODY" >/dev/null ||
-      fail "$what: error body must be JSON with error and code"
+    jq -e '(.error | type == "string") and (.code | type == "string") and (.request_id | type == "string")' <<<"$BODY" >/dev/null ||
+      fail "$what: error body must be JSON with error, code and request_id"
   fi
   if [ -n "$filter" ]; then
     jq -e "$filter" <<<"$BODY" >/dev/null || fail "$what: body does not satisfy $filter"
@@ -56,6 +56,13 @@ grep -qi "^location: /api/v1/orders/$ID$" <<<"$HEADERS" || fail "Location header
 
 call GET "/api/v1/orders/$ID"
 expect 200 "read it back" ".id == $ID and .items[0].product_name == \"Laptop\""
+grep -qi '^x-request-id: ' <<<"$HEADERS" || fail "X-Request-Id on every answer"
+
+call GET "/api/v1/orders/$ID" -H "X-Request-Id: test-api-trace-1"
+expect 200 "a client's request id is echoed"
+grep -qi '^x-request-id: test-api-trace-1$' <<<"$HEADERS" || fail "X-Request-Id echoed"
+call GET /api/v1/orders/999999999999 -H "X-Request-Id: test-api-trace-2"
+expect 404 "the error body names the request id" '.request_id == "test-api-trace-2"'
 
 call GET "/api/v1/orders?limit=10"
 expect 200 "list the first page" '(.orders | type == "array") and has("next_cursor")'
@@ -68,6 +75,18 @@ fi
 call GET "/api/v1/orders?limit=10&cursor=2025-06-14T17:47:05Z_1"
 expect 200 "the seed README's cursor form" '.orders | type == "array"'
 
+call GET "/api/v1/orders?limit=100&status=pending&customer_email=JOHN@example.com"
+expect 200 "filter by status and e-mail, any case" "(.orders | map(.id) | index($ID)) != null and all(.orders[]; .status == \"pending\" and (.customer_email | ascii_downcase) == \"john@example.com\")"
+call GET "/api/v1/orders?limit=1&status=pending,processing&created_after=2020-01-01T00:00:00Z&created_before=2100-01-01T00:00:00Z"
+expect 200 "several statuses and a time range" '.orders | length == 1'
+FILTERED="$(jq -r '.next_cursor // empty' <<<"$BODY")"
+if [ -n "$FILTERED" ]; then
+  call GET "/api/v1/orders?limit=1&status=completed&cursor=$FILTERED"
+  expect 400 "a cursor with other filters than its page's" '.code == "invalid_cursor"'
+fi
+call GET "/api/v1/orders?status=shipped"
+expect 400 "unknown status filter" '.code == "validation_failed" and .details[0].field == "status"'
+
 call PUT "/api/v1/orders/$ID/status" "$(json)" -d '{"status":"processing"}'
 expect 200 "pending -> processing" '.status == "processing"'
 call PUT "/api/v1/orders/$ID/status" "$(json)" -d '{"status":"processing"}'
@@ -78,6 +97,10 @@ call PUT "/api/v1/orders/$ID/status" "$(json)" -d '{"status":"pending"}'
 expect 409 "completed is final" '.code == "invalid_transition" and .current_status == "completed"'
 call PUT "/api/v1/orders/$ID/status" "$(json)" -d '{"status":"shipped"}'
 expect 400 "unknown status" '.code == "validation_failed"'
+call GET "/api/v1/orders/$ID/history"
+expect 200 "the status history, oldest first" "[.history[] | .to_status] == [\"pending\", \"processing\", \"completed\"] and .history[0].from_status == null"
+call GET /api/v1/orders/999999999999/history
+expect 404 "history of an absent order" '.code == "order_not_found"'
 
 call GET /api/v1/orders/999999999999
 expect 404 "absent order" '.code == "order_not_found"'
@@ -104,6 +127,13 @@ FIRST="$(jq -r .id <<<"$BODY")"
 call POST /api/v1/orders "$(json)" -H "Idempotency-Key: $KEY" -d "$SEED"
 expect 201 "the same key again replays the order" ".id == $FIRST"
 grep -qi '^idempotent-replayed: true$' <<<"$HEADERS" || fail "Idempotent-Replayed header"
+
+call GET /metrics
+[ "$STATUS" = 200 ] && grep -q '^ordersvc_orders_created_total ' <<<"$BODY" &&
+  grep -q '^ordersvc_http_requests_total{method="GET",route="/api/v1/orders/{id}",status="200"} ' <<<"$BODY" ||
+  fail "metrics in Prometheus text format"
+checks=$((checks + 1))
+printf 'ok %2d  %s %s\n' "$checks" 200 "metrics"
 
 call GET /nope
 expect 404 "unknown route"

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-use crate::api::ApiKeys;
+use crate::api::{ApiKeys, CorsOrigins};
 use crate::db::PoolSettings;
 
 #[derive(Debug, Clone)]
@@ -20,6 +20,8 @@ pub struct Config {
     pub executors: usize,
     /// Keys accepted as `Authorization: Bearer <key>` on `/api/v1`; none means the API is open.
     pub api_keys: ApiKeys,
+    /// Origins whose browser pages may call the API; none by default.
+    pub cors_allowed_origins: CorsOrigins,
     /// How long a client may take to send a request's head, and then its body, before the
     /// connection is dropped.
     pub request_timeout: Duration,
@@ -64,6 +66,7 @@ impl Config {
             ping_timeout: env.duration("DB_PING_TIMEOUT", "2s")?,
             executors: env.parse("DB_EXECUTORS", cores, positive)?,
             api_keys: api_keys(&env)?,
+            cors_allowed_origins: cors_origins(&env)?,
             request_timeout: env.duration("HTTP_REQUEST_TIMEOUT", "10s")?,
         })
     }
@@ -89,6 +92,47 @@ fn api_keys(env: &Env<'_>) -> Result<ApiKeys, ConfigError> {
         });
     }
     Ok(ApiKeys::new(keys))
+}
+
+/// `CORS_ALLOWED_ORIGINS`: `*`, or comma-separated origins as browsers send them
+/// (`https://shop.example.com`, `http://localhost:3000`).
+fn cors_origins(env: &Env<'_>) -> Result<CorsOrigins, ConfigError> {
+    const VAR: &str = "CORS_ALLOWED_ORIGINS";
+    let raw = env.get(VAR).unwrap_or_default();
+    let origins: Vec<&str> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins == ["*"] {
+        return Ok(CorsOrigins::Any);
+    }
+    if origins.is_empty() {
+        return Ok(CorsOrigins::None);
+    }
+    let is_origin = |origin: &str| {
+        let host = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        host.is_some_and(|host| {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"/*".contains(&b))
+        })
+    };
+    if let Some(bad) = origins.iter().find(|o| !is_origin(o)) {
+        return Err(env.invalid(
+            VAR,
+            format!(
+                "{bad:?} is not an origin: expected `*` alone, or origins like \
+                 https://shop.example.com (scheme and host, optional port, no path)"
+            ),
+        ));
+    }
+    Ok(CorsOrigins::Listed(
+        origins.into_iter().map(str::to_owned).collect(),
+    ))
 }
 
 fn positive<T: PartialOrd + Default>(n: &T) -> Result<(), String> {
@@ -207,6 +251,38 @@ mod tests {
             "the API is open unless keys are set"
         );
         assert_eq!(c.request_timeout, Duration::from_secs(10));
+        assert_eq!(
+            c.cors_allowed_origins,
+            CorsOrigins::None,
+            "no cross-origin calls unless allowed"
+        );
+    }
+
+    #[test]
+    fn cors_origins_are_star_or_a_list_of_origins() {
+        let origins =
+            |value| config(&[("CORS_ALLOWED_ORIGINS", value)]).map(|c| c.cors_allowed_origins);
+        assert_eq!(origins(" * ").unwrap(), CorsOrigins::Any);
+        assert_eq!(origins(" , ").unwrap(), CorsOrigins::None);
+        assert_eq!(
+            origins("https://shop.example.com, http://localhost:3000,").unwrap(),
+            CorsOrigins::Listed(vec![
+                "https://shop.example.com".into(),
+                "http://localhost:3000".into()
+            ])
+        );
+        for bad in [
+            "*,https://shop.example.com",
+            "shop.example.com",
+            "https://shop.example.com/",
+            "https://shop.example.com/app",
+            "ftp://shop.example.com",
+            "https://",
+            "https://*.example.com",
+        ] {
+            let err = origins(bad).expect_err(bad);
+            assert_eq!(err.var, "CORS_ALLOWED_ORIGINS", "{bad}");
+        }
     }
 
     #[test]

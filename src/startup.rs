@@ -4,7 +4,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{from_fn, Logger};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::{Executors, PurgeIdempotencyKeys};
@@ -48,6 +48,7 @@ impl Application {
         ));
         actix_web::rt::spawn(purge_idempotency_keys(executors.clone()));
         let api_keys = web::Data::new(config.api_keys.clone());
+        let cors_origins = config.cors_allowed_origins.clone();
         let request_timeout = config.request_timeout;
         let listener = TcpListener::bind((config.host, config.port))?;
         let port = listener.local_addr()?.port();
@@ -56,7 +57,9 @@ impl Application {
                 .wrap(from_fn(move |req, next| {
                     crate::api::body_deadline(req, next, request_timeout)
                 }))
-                .wrap(Logger::new(r#"%a "%r" %s %b %Dms"#))
+                .wrap(crate::api::cors(&cors_origins))
+                // Outermost: sees every answer, the other middleware's included.
+                .wrap(from_fn(crate::api::observe))
                 .app_data(executors.clone())
                 .app_data(api_keys.clone())
                 .configure(crate::api::configure)

@@ -15,10 +15,11 @@ use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
 use super::messages::{
-    ChangeStatus, CheckHealth, CreateOrder, GetOrder, ListOrders, PurgeIdempotencyKeys,
+    ChangeStatus, CheckHealth, CreateOrder, GetHistory, GetOrder, ListOrders, PurgeIdempotencyKeys,
 };
 use crate::db::{self, Created, OrderPage, Pool, StoreError};
-use crate::domain::{CreateRequest, Order};
+use crate::domain::{CreateRequest, Order, StatusChange};
+use crate::metrics;
 
 /// Most orders written in one transaction: keeps a commit short and the item INSERT under
 /// PostgreSQL's 65,535 bind parameters (100 orders × 100 items × 5 columns).
@@ -126,6 +127,11 @@ impl DbExecutor {
         let pool = self.pool.clone();
         let job = async move {
             let results = store_batch(&pool, &requests).await;
+            let created = results
+                .iter()
+                .filter(|result| matches!(result, Ok(Created::New(_))))
+                .count();
+            metrics::create_batch(requests.len(), created);
             for (reply, result) in replies.into_iter().zip(results) {
                 // The requester may have gone away; its order is stored all the same.
                 let _ = reply.send(result.map_err(ExecutorError::from));
@@ -243,6 +249,14 @@ impl Handler<GetOrder> for DbExecutor {
 
     fn handle(&mut self, GetOrder(id): GetOrder, _: &mut Context<Self>) -> Self::Result {
         self.run(async move |conn| db::find_order(conn, id).await)
+    }
+}
+
+impl Handler<GetHistory> for DbExecutor {
+    type Result = ResponseActFuture<Self, Result<Option<Vec<StatusChange>>, ExecutorError>>;
+
+    fn handle(&mut self, GetHistory(id): GetHistory, _: &mut Context<Self>) -> Self::Result {
+        self.run(async move |conn| db::status_history(conn, id).await)
     }
 }
 

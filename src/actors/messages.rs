@@ -2,7 +2,7 @@ use actix::Message;
 
 use super::ExecutorError;
 use crate::db::{Created, OrderPage};
-use crate::domain::{CreateRequest, Order, OrderId, OrderStatus, PageRequest};
+use crate::domain::{CreateRequest, Order, OrderId, OrderStatus, PageRequest, StatusChange};
 
 /// Store a validated order with its items, unless its idempotency key was seen before.
 #[derive(Message)]
@@ -13,6 +13,11 @@ pub struct CreateOrder(pub CreateRequest);
 #[derive(Message)]
 #[rtype(result = "Result<Option<Order>, ExecutorError>")]
 pub struct GetOrder(pub OrderId);
+
+/// Read an order's status changes, oldest first; `None` when there is no such order.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Vec<StatusChange>>, ExecutorError>")]
+pub struct GetHistory(pub OrderId);
 
 /// Read one page of the newest-first list.
 #[derive(Message)]

@@ -8,6 +8,6 @@ mod set;
 
 pub use executor::{DbExecutor, ExecutorError};
 pub use messages::{
-    ChangeStatus, CheckHealth, CreateOrder, GetOrder, ListOrders, PurgeIdempotencyKeys,
+    ChangeStatus, CheckHealth, CreateOrder, GetHistory, GetOrder, ListOrders, PurgeIdempotencyKeys,
 };
-pub use set::Executors;
+pub use set::{Executors, Queued};

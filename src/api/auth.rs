@@ -61,15 +61,20 @@ fn bearer_token(value: &HeaderValue) -> Option<&[u8]> {
 /// request is refused rather than let through.
 pub async fn require_api_key(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let keys = req
         .app_data::<web::Data<ApiKeys>>()
         .ok_or_else(|| ApiError::Internal("BUG: ApiKeys are not registered as app data".into()))?;
     if keys.admits(req.headers().get(AUTHORIZATION)) {
-        next.call(req).await
+        next.call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body)
     } else {
-        Err(ApiError::Unauthorized.into())
+        // A response rather than an `Err`, so that the layers outside see the request's route.
+        Ok(req
+            .error_response(ApiError::Unauthorized)
+            .map_into_right_body())
     }
 }
 

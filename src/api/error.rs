@@ -1,4 +1,5 @@
-use actix_web::http::header::{self, ContentType};
+use actix_web::body::BoxBody;
+use actix_web::http::header::{self, ContentType, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
@@ -6,13 +7,13 @@ use utoipa::ToSchema;
 
 use crate::actors::ExecutorError;
 use crate::db::StoreError;
-use crate::domain::{FieldError, IllegalTransition, OrderStatus, ValidationErrors};
+use crate::domain::{FieldError, IllegalTransition, OrderStatus, RequestId, ValidationErrors};
 
 /// Seconds a client should wait before retrying after a 503.
 pub(super) const RETRY_AFTER_SECS: &str = "1";
 
-/// Every way a request can fail, and (in `ResponseError`) the one place that turns each into
-/// an HTTP status and a JSON body `{"error", "code", "details"?}`.
+/// Every way a request can fail, and (in `ResponseError` and `identify`) the one place that
+/// turns each into an HTTP status and a JSON body `{"error", "code", "request_id", …}`.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("request validation failed")]
@@ -41,6 +42,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error("internal server error")]
     Internal(String),
+    /// A refusal from outside our handlers (actix-cors …): its status and message, our body.
+    #[error("{message}")]
+    Rejected { status: StatusCode, message: String },
 }
 
 impl ApiError {
@@ -66,6 +70,40 @@ impl ApiError {
             Self::RequestTimeout => "request_timeout",
             Self::Unavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal_error",
+            Self::Rejected { .. } => "request_rejected",
+        }
+    }
+
+    /// The answer's body, naming the request it answers.
+    fn body<'a>(&'a self, request_id: Option<&'a RequestId>) -> ErrorBody<'a> {
+        ErrorBody {
+            error: self.to_string(),
+            code: self.code(),
+            request_id: request_id.map(RequestId::as_str),
+            details: match self {
+                Self::Validation(errors) => Some(&errors.0),
+                _ => None,
+            },
+            current_status: match self {
+                Self::IllegalTransition(e) => Some(e.from),
+                _ => None,
+            },
+            allowed_transitions: match self {
+                Self::IllegalTransition(e) => Some(e.from.next()),
+                _ => None,
+            },
+        }
+    }
+
+    /// An error that some other part of actix attached to a response.
+    fn foreign(status: StatusCode, error: &actix_web::Error) -> Self {
+        if status.is_server_error() {
+            Self::Internal(error.to_string())
+        } else {
+            Self::Rejected {
+                status,
+                message: error.to_string(),
+            }
         }
     }
 }
@@ -99,6 +137,11 @@ pub(crate) struct ErrorBody<'a> {
     /// `order_not_found`, `invalid_transition`, `unauthorized` …
     #[schema(example = "validation_failed")]
     code: &'static str,
+    /// The request's `X-Request-Id` (the client's, or one generated for it): quote it when
+    /// reporting a problem, it finds the request in the server's log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = true, example = "5f0c2a4e-3b1d-4c9a-8e7f-0a1b2c3d4e5f")]
+    request_id: Option<&'a str>,
     /// With `validation_failed`: every broken rule, one per field.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<FieldError>>, nullable = false)]
@@ -127,31 +170,12 @@ impl ResponseError for ApiError {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Rejected { status, .. } => *status,
         }
     }
 
+    /// The answer without a request id; `identify` adds it (and logs the cause) on the way out.
     fn error_response(&self) -> HttpResponse {
-        match self {
-            Self::Unavailable(cause) => log::warn!("answering 503: {cause}"),
-            Self::Internal(cause) => log::error!("answering 500: {cause}"),
-            _ => {}
-        }
-        let body = ErrorBody {
-            error: self.to_string(),
-            code: self.code(),
-            details: match self {
-                Self::Validation(errors) => Some(&errors.0),
-                _ => None,
-            },
-            current_status: match self {
-                Self::IllegalTransition(e) => Some(e.from),
-                _ => None,
-            },
-            allowed_transitions: match self {
-                Self::IllegalTransition(e) => Some(e.from.next()),
-                _ => None,
-            },
-        };
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header(ContentType::json());
         match self {
@@ -166,6 +190,51 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        response.json(body)
+        response.json(self.body(None))
     }
+}
+
+/// Gives an error answer its request id: every 4xx and 5xx that carries an error, ours or one
+/// raised elsewhere in actix (a middleware, an extractor), leaves with our JSON body naming
+/// `request_id`, and a 500's or 503's cause is logged under that id. Status and headers stay as
+/// they were. An answer without an error (a handler's own, like `/health`'s report) is kept.
+pub(super) fn identify(response: HttpResponse, request_id: &RequestId) -> HttpResponse {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let Some(error) = response.error() else {
+        return response;
+    };
+    let foreign;
+    let error = match error.as_error::<ApiError>() {
+        Some(ours) => ours,
+        None => {
+            foreign = ApiError::foreign(status, error);
+            &foreign
+        }
+    };
+    match error {
+        ApiError::Unavailable(cause) => {
+            log::warn!("answering 503 (request_id={request_id}): {cause}")
+        }
+        ApiError::Internal(cause) => {
+            log::error!("answering {status} (request_id={request_id}): {cause}")
+        }
+        _ => {}
+    }
+    let body = match serde_json::to_string(&error.body(Some(request_id))) {
+        Ok(body) => body,
+        Err(e) => {
+            log::error!("cannot serialise an error body (request_id={request_id}): {e}");
+            return response;
+        }
+    };
+    response.map_body(|head, _| {
+        head.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        BoxBody::new(body)
+    })
 }

@@ -3,15 +3,20 @@
 //! they never touch the database themselves.
 
 mod auth;
+mod cors;
 mod error;
 mod health;
 mod json;
 mod limits;
+mod metrics;
+mod observe;
 mod openapi;
 mod orders;
 mod routes;
 
 pub use auth::ApiKeys;
+pub use cors::{cors, CorsOrigins};
 pub use error::ApiError;
 pub use limits::body_deadline;
+pub use observe::observe;
 pub use routes::configure;

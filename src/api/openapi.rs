@@ -3,18 +3,21 @@
 //! binary: nothing is fetched at build or run time).
 //!
 //! A new endpoint needs its `#[utoipa::path]` and an entry in `paths(...)` below; the answers
-//! every `/api/v1` operation can give (401, 500, 503) are added to it here.
+//! every `/api/v1` operation can give (401, 500, 503), and `X-Request-Id` on every operation,
+//! are added to it here.
 
 use actix_web::{web, HttpResponse};
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, Required, ResponseBuilder};
 use utoipa::{OpenApi, PartialSchema, ToSchema};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::auth::ApiKeys;
 use super::error::ErrorBody;
-use super::{health, orders};
+use super::observe::X_REQUEST_ID;
+use super::{health, metrics, orders};
 
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 pub const DOCS_PATH: &str = "/docs";
@@ -29,14 +32,17 @@ const BEARER: &str = "bearer";
     ),
     paths(
         health::health,
+        metrics::metrics,
         orders::create_order,
         orders::list_orders,
         orders::get_order,
         orders::update_status,
+        orders::order_history,
     ),
     tags(
         (name = "orders", description = "Create, read, list and change orders"),
         (name = "health", description = "Liveness and database reachability"),
+        (name = "operations", description = "Prometheus metrics"),
     ),
 )]
 struct ApiDoc;
@@ -61,9 +67,6 @@ pub fn document(keys_required: bool) -> Document {
             ),
         );
     for (path, item) in doc.paths.paths.iter_mut() {
-        if !path.starts_with("/api/v1/") {
-            continue;
-        }
         let operations = [
             &mut item.get,
             &mut item.put,
@@ -72,22 +75,10 @@ pub fn document(keys_required: bool) -> Document {
             &mut item.patch,
         ];
         for operation in operations.into_iter().flatten() {
-            add_response(operation, "500", "A bug; the cause is in the log", &error);
-            add_response(
-                operation,
-                "503",
-                "Database unreachable or busy; retry after `Retry-After` seconds",
-                &error,
-            );
-            if keys_required {
-                add_response(
-                    operation,
-                    "401",
-                    "No `Authorization: Bearer <key>` with a configured key",
-                    &error,
-                );
-                operation.security = Some(vec![SecurityRequirement::new(BEARER, [""; 0])]);
+            if path.starts_with("/api/v1/") {
+                add_api_responses(operation, keys_required, &error);
             }
+            add_request_id(operation);
         }
     }
     doc
@@ -101,6 +92,56 @@ fn error_schema(doc: &mut Document) -> Ref {
     ErrorBody::schemas(&mut schemas);
     components.schemas.extend(schemas);
     Ref::from_schema_name(name)
+}
+
+/// The answers any `/api/v1` operation can give besides its own.
+fn add_api_responses(operation: &mut Operation, keys_required: bool, error: &Ref) {
+    add_response(operation, "500", "A bug; the cause is in the log", error);
+    add_response(
+        operation,
+        "503",
+        "Database unreachable or busy; retry after `Retry-After` seconds",
+        error,
+    );
+    if keys_required {
+        add_response(
+            operation,
+            "401",
+            "No `Authorization: Bearer <key>` with a configured key",
+            error,
+        );
+        operation.security = Some(vec![SecurityRequirement::new(BEARER, [""; 0])]);
+    }
+}
+
+/// Every operation takes an optional `X-Request-Id` and answers with one.
+fn add_request_id(operation: &mut Operation) {
+    operation.parameters.get_or_insert_with(Vec::new).push(
+        ParameterBuilder::new()
+            .name(X_REQUEST_ID.as_str())
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .schema(Some(String::schema()))
+            .description(Some(
+                "Names the request in the server's log. Kept when it is 1–128 visible \
+                     ASCII characters, otherwise (or when absent) replaced by a generated UUID; \
+                     never a reason to refuse the request.",
+            ))
+            .build(),
+    );
+    for response in operation.responses.responses.values_mut() {
+        if let RefOr::T(response) = response {
+            response.headers.insert(
+                X_REQUEST_ID.as_str().to_owned(),
+                HeaderBuilder::new()
+                    .schema(String::schema())
+                    .description(Some(
+                        "The request's id: the client's `X-Request-Id`, or the one generated for it",
+                    ))
+                    .build(),
+            );
+        }
+    }
 }
 
 fn add_response(operation: &mut Operation, status: &str, description: &str, error: &Ref) {

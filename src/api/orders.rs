@@ -1,19 +1,19 @@
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderName};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ErrorBody;
 use super::ApiError;
-use crate::actors::{ChangeStatus, CreateOrder, Executors, GetOrder, ListOrders};
+use crate::actors::{ChangeStatus, CreateOrder, Executors, GetHistory, GetOrder, ListOrders};
 use crate::db::Created;
 use crate::domain::{
-    CreateRequest, Cursor, IdempotencyKey, ItemInput, NewOrder, Order, OrderId, OrderStatus,
-    PageLimit, PageRequest, ValidationErrors,
+    CreateRequest, Cursor, FilterInput, IdempotencyKey, ItemInput, ListFilter, NewOrder, Order,
+    OrderId, OrderStatus, PageLimit, PageRequest, StatusChange, ValidationErrors,
 };
 
-const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
-const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
+pub(super) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub(super) const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// A new order. Every broken rule is reported at once, as `400 validation_failed`.
 #[derive(Deserialize, ToSchema)]
@@ -49,15 +49,31 @@ pub struct CreateItemRequest {
 pub struct ListQuery {
     limit: Option<String>,
     cursor: Option<String>,
+    status: Option<String>,
+    customer_email: Option<String>,
+    created_after: Option<String>,
+    created_before: Option<String>,
 }
 
 /// One page of the newest-first order list.
 #[derive(Serialize, ToSchema)]
 pub struct OrderPageResponse {
     orders: Vec<Order>,
-    /// Pass it back as `cursor` for the next page; `null` on the last page.
-    #[schema(required = true, example = "2026-11-24T13:05:01.123456Z_42")]
+    /// Pass it back as `cursor`, with the same filters, for the next page; `null` on the last
+    /// page.
+    #[schema(
+        required = true,
+        example = "NjY2ODdhYWRmODYyYmQ3Ny4yMDI2LTExLTI0VDEzOjA1OjAxLjEyMzQ1NlpfNDI"
+    )]
     next_cursor: Option<String>,
+}
+
+/// An order's status changes, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct HistoryResponse {
+    order_id: OrderId,
+    /// The first entry is the order's creation (`from_status` null, `to_status` pending).
+    history: Vec<StatusChange>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -166,18 +182,28 @@ pub async fn get_order(
     Ok(HttpResponse::Ok().json(order))
 }
 
-/// List orders, newest first, one page at a time (`GET /api/v1/orders?limit=&cursor=`).
+/// List orders, newest first, one page at a time, optionally filtered
+/// (`GET /api/v1/orders?limit=&cursor=&status=&customer_email=&created_after=&created_before=`).
 #[utoipa::path(
     get,
     path = "/api/v1/orders",
     tag = "orders",
     params(
         ("limit" = Option<i64>, Query, description = "Orders per page", minimum = 1, maximum = 100, example = 10),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page: `<RFC 3339 time>_<id>`"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page, sent with the same filters as that page. \
+            The seed's `<RFC 3339 time>_<id>` form is accepted with any filters"),
+        ("status" = Option<String>, Query, description = "Only orders in this status, or in any of several, comma-separated: \
+            `pending`, `processing`, `completed`, `cancelled`", example = "pending,processing"),
+        ("customer_email" = Option<String>, Query, description = "Only orders with this e-mail address, ignoring case", example = "john@example.com"),
+        ("created_after" = Option<String>, Query, format = DateTime, description = "Only orders created after this RFC 3339 time (exclusive)",
+            example = "2026-11-24T00:00:00Z"),
+        ("created_before" = Option<String>, Query, format = DateTime, description = "Only orders created before this RFC 3339 time (exclusive); \
+            must be later than `created_after`", example = "2026-11-25T00:00:00Z"),
     ),
     responses(
-        (status = 200, description = "Newest first, by `created_at` then `id`", body = OrderPageResponse),
-        (status = 400, description = "A bad `limit` or `cursor`", body = ErrorBody),
+        (status = 200, description = "Newest first, by `created_at` then `id`; the filters combine with AND", body = OrderPageResponse),
+        (status = 400, description = "A bad `limit` (`invalid_limit`) or `cursor` (`invalid_cursor`, also for a cursor sent with other filters \
+            than its page's), or bad filters (`validation_failed`, one detail per parameter)", body = ErrorBody),
     ),
 )]
 pub async fn list_orders(
@@ -186,18 +212,55 @@ pub async fn list_orders(
 ) -> Result<HttpResponse, ApiError> {
     let limit = PageLimit::parse(query.limit.as_deref())
         .map_err(|m| ApiError::bad_request("invalid_limit", m))?;
+    let filter = ListFilter::parse(FilterInput {
+        status: query.status.as_deref(),
+        customer_email: query.customer_email.as_deref(),
+        created_after: query.created_after.as_deref(),
+        created_before: query.created_before.as_deref(),
+    })?;
     let after = query
         .cursor
         .as_deref()
-        .map(Cursor::parse)
+        .map(|cursor| Cursor::parse(cursor, &filter))
         .transpose()
         .map_err(|m| ApiError::bad_request("invalid_cursor", m))?;
     let page = executors
-        .send(ListOrders(PageRequest { limit, after }))
+        .send(ListOrders(PageRequest {
+            limit,
+            filter: filter.clone(),
+            after,
+        }))
         .await?;
     Ok(HttpResponse::Ok().json(OrderPageResponse {
         orders: page.orders,
-        next_cursor: page.next.map(|cursor| cursor.to_string()),
+        next_cursor: page.next.map(|cursor| cursor.token(&filter)),
+    }))
+}
+
+/// An order's status changes, oldest first (`GET /api/v1/orders/{id}/history`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders/{id}/history",
+    tag = "orders",
+    params(("id" = i64, Path, description = "The order's id, a positive 64-bit integer", minimum = 1)),
+    responses(
+        (status = 200, description = "Every status the order had, from its creation on, each written in the same transaction as the change", body = HistoryResponse),
+        (status = 400, description = "The id is not a positive 64-bit integer", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+    ),
+)]
+pub async fn order_history(
+    executors: web::Data<Executors>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let history = executors
+        .send(GetHistory(id))
+        .await?
+        .ok_or(ApiError::OrderNotFound)?;
+    Ok(HttpResponse::Ok().json(HistoryResponse {
+        order_id: id,
+        history,
     }))
 }
 

@@ -4,8 +4,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::auth::require_api_key;
 use super::health::health;
+use super::metrics::metrics;
 use super::openapi::{docs, openapi_json, DOCS_PATH, OPENAPI_PATH};
-use super::orders::{create_order, get_order, list_orders, update_status};
+use super::orders::{create_order, get_order, list_orders, order_history, update_status};
 use super::ApiError;
 
 /// Largest accepted request body: 100 items with long names fit with room to spare.
@@ -13,7 +14,7 @@ const BODY_LIMIT: usize = 64 * 1024;
 
 /// All routes of the service, with their extractors' errors mapped to `ApiError`. Everything
 /// under `/api/v1` needs an API key when keys are configured, except the OpenAPI document,
-/// which is registered first so that it stays readable.
+/// which is registered first so that it stays readable. `/health` and `/metrics` are open.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
@@ -25,6 +26,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/health")
             .route(web::get().to(health))
+            .default_service(only("GET")),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(metrics))
             .default_service(only("GET")),
     )
     .service(
@@ -52,6 +58,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::resource("/orders/{id}/status")
                     .route(web::put().to(update_status))
                     .default_service(only("PUT")),
+            )
+            .service(
+                web::resource("/orders/{id}/history")
+                    .route(web::get().to(order_history))
+                    .default_service(only("GET")),
             ),
     )
     .default_service(web::to(route_not_found));

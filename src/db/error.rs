@@ -3,6 +3,7 @@ use diesel_async::pooled_connection::{PoolError, PoolableConnection};
 use diesel_async::AsyncPgConnection;
 
 use crate::domain::IllegalTransition;
+use crate::metrics;
 
 /// Why a storage operation did not give its result.
 #[derive(Debug, thiserror::Error)]
@@ -34,8 +35,12 @@ impl StoreError {
     }
 }
 
+/// Every database error becomes a `StoreError` here, so this is where they are counted.
 impl From<DieselError> for StoreError {
     fn from(error: DieselError) -> Self {
+        if let Some(kind) = error_kind(&error) {
+            metrics::db_error(kind);
+        }
         match error {
             DieselError::NotFound => Self::NotFound,
             DieselError::DatabaseError(
@@ -59,9 +64,35 @@ impl From<bb8::RunError<PoolError>> for StoreError {
     fn from(error: bb8::RunError<PoolError>) -> Self {
         match error {
             bb8::RunError::TimedOut => {
+                metrics::db_error("pool_timeout");
                 Self::Unavailable("timed out waiting for a pooled connection".into())
             }
-            bb8::RunError::User(e) => Self::Unavailable(e.to_string()),
+            bb8::RunError::User(e) => {
+                metrics::db_error("connect");
+                Self::Unavailable(e.to_string())
+            }
         }
     }
+}
+
+/// The `kind` label of a database error; `None` for "no such row", which is an answer.
+fn error_kind(error: &DieselError) -> Option<&'static str> {
+    Some(match error {
+        DieselError::NotFound => return None,
+        DieselError::DatabaseError(kind, _) => match kind {
+            DatabaseErrorKind::UniqueViolation => "unique_violation",
+            DatabaseErrorKind::ForeignKeyViolation => "foreign_key_violation",
+            DatabaseErrorKind::NotNullViolation => "not_null_violation",
+            DatabaseErrorKind::CheckViolation => "check_violation",
+            DatabaseErrorKind::SerializationFailure => "serialization_failure",
+            DatabaseErrorKind::ReadOnlyTransaction => "read_only_transaction",
+            DatabaseErrorKind::ClosedConnection => "closed_connection",
+            DatabaseErrorKind::UnableToSendCommand => "unable_to_send_command",
+            _ => "other_database_error",
+        },
+        DieselError::DeserializationError(_) => "deserialization",
+        DieselError::SerializationError(_) => "serialization",
+        DieselError::BrokenTransactionManager => "broken_transaction_manager",
+        _ => "other",
+    })
 }

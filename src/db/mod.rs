@@ -15,5 +15,6 @@ pub use error::StoreError;
 pub use migrations::{run_migrations, MigrationError};
 pub use pool::{build_pool, Pool, PoolSettings};
 pub use queries::{
-    change_status, find_order, orders_page, ping, purge_idempotency_keys, OrderPage,
+    change_status, explain_orders_page, find_order, orders_page, ping, purge_idempotency_keys,
+    status_history, OrderPage,
 };

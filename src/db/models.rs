@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::schema::{order_items, order_status_history, orders};
 use super::StoreError;
-use crate::domain::{Money, Order, OrderId, OrderItem, OrderStatus};
+use crate::domain::{Money, Order, OrderId, OrderItem, OrderStatus, StatusChange};
 
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]
@@ -29,6 +29,14 @@ pub struct ItemRow {
     pub quantity: i32,
     pub unit_price: BigDecimal,
     pub total_price: BigDecimal,
+}
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = order_status_history, check_for_backend(diesel::pg::Pg))]
+pub struct HistoryRow {
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub changed_at: DateTime<Utc>,
 }
 
 #[derive(Insertable)]
@@ -57,6 +65,16 @@ impl OrderRow {
             items: items.into_iter().map(ItemRow::into_item).collect(),
             created_at: self.created_at,
             updated_at: self.updated_at,
+        })
+    }
+}
+
+impl HistoryRow {
+    pub fn into_change(self) -> Result<StatusChange, StoreError> {
+        Ok(StatusChange {
+            from_status: self.from_status.as_deref().map(parse_status).transpose()?,
+            to_status: parse_status(&self.to_status)?,
+            changed_at: self.changed_at,
         })
     }
 }

@@ -3,15 +3,18 @@
 
 use std::collections::HashMap;
 
-use diesel::dsl::sql;
+use diesel::dsl::{exists, sql, AsSelect, SqlTypeOf};
+use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Timestamptz};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Bool, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::models::{parse_status, ItemRow, NewHistoryRow, OrderRow};
+use super::models::{parse_status, HistoryRow, ItemRow, NewHistoryRow, OrderRow};
 use super::schema::{idempotency_keys, order_items, order_status_history, orders};
 use super::StoreError;
-use crate::domain::{Cursor, Order, OrderId, OrderStatus, PageRequest, Transition};
+use crate::domain::{Cursor, Order, OrderId, OrderStatus, PageRequest, StatusChange, Transition};
+use crate::metrics;
 
 /// One page of the newest-first order list.
 #[derive(Debug)]
@@ -88,21 +91,40 @@ pub async fn find_order(
     row.into_order(items).map(Some)
 }
 
-/// Newest first by `(created_at, id)`, strictly after the cursor; the items of the whole page
-/// come in one query.
-pub async fn orders_page(
-    conn: &mut AsyncPgConnection,
-    page: PageRequest,
-) -> Result<OrderPage, StoreError> {
-    let limit = page.limit.get();
+diesel::define_sql_function!(fn lower(text: Text) -> Text);
+
+type PageQuery<'a> = orders::BoxedQuery<'a, Pg, SqlTypeOf<AsSelect<OrderRow, Pg>>>;
+
+/// The orders of one page and one more (which tells whether another page follows): newest
+/// first by `(created_at, id)`, matching the filter, strictly after the cursor. Each filter is
+/// served by an index (docs/LIST_FILTERS.md shows the plans), never by reading the whole table.
+fn page_query(page: &PageRequest) -> PageQuery<'_> {
+    let filter = &page.filter;
     let mut query = orders::table
         .select(OrderRow::as_select())
         .order((orders::created_at.desc(), orders::id.desc()))
-        // One more than asked tells whether another page follows.
-        .limit(limit as i64 + 1)
+        .limit(page.limit.get() as i64 + 1)
         .into_boxed();
+    match filter.statuses.as_slice() {
+        [] => {}
+        // `=` rather than `= ANY`: only then does PostgreSQL 15 read the (status, created_at
+        // DESC, id DESC) index in list order, so a rare status costs `limit` rows, not a sort.
+        [status] => query = query.filter(orders::status.eq(status.as_str())),
+        statuses => {
+            query = query.filter(orders::status.eq_any(statuses.iter().map(|s| s.as_str())))
+        }
+    }
+    if let Some(email) = &filter.customer_email {
+        query = query.filter(lower(orders::customer_email).eq(lower(email.as_str())));
+    }
+    if let Some(after) = filter.created_after {
+        query = query.filter(orders::created_at.gt(after));
+    }
+    if let Some(before) = filter.created_before {
+        query = query.filter(orders::created_at.lt(before));
+    }
     if let Some(after) = page.after {
-        // A row comparison, so the (created_at DESC, id DESC) index serves it as one range.
+        // A row comparison, so that an index on (…, created_at DESC, id DESC) serves it as one range.
         query = query.filter(
             sql::<Bool>("(orders.created_at, orders.id) < (")
                 .bind::<Timestamptz, _>(after.created_at)
@@ -111,7 +133,16 @@ pub async fn orders_page(
                 .sql(")"),
         );
     }
-    let mut rows: Vec<OrderRow> = query.load(conn).await?;
+    query
+}
+
+/// One page of the list; the items of the whole page come in one query.
+pub async fn orders_page(
+    conn: &mut AsyncPgConnection,
+    page: PageRequest,
+) -> Result<OrderPage, StoreError> {
+    let limit = page.limit.get();
+    let mut rows: Vec<OrderRow> = page_query(&page).load(conn).await?;
     let has_more = rows.len() > limit;
     rows.truncate(limit);
 
@@ -140,6 +171,58 @@ pub async fn orders_page(
     Ok(OrderPage { orders, next })
 }
 
+/// PostgreSQL's plan for a page's order query, one line per plan node, as `EXPLAIN` shows it:
+/// how the docs and tests show that every filter is served by an index.
+pub async fn explain_orders_page(
+    conn: &mut AsyncPgConnection,
+    page: &PageRequest,
+) -> Result<Vec<String>, StoreError> {
+    Ok(Explain(page_query(page)).load(conn).await?)
+}
+
+/// `EXPLAIN <query>`, with the query's bind parameters.
+#[derive(QueryId)]
+struct Explain<Q>(Q);
+
+impl<Q> Query for Explain<Q> {
+    type SqlType = Text;
+}
+
+impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Explain<Q> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("EXPLAIN ");
+        self.0.walk_ast(out.reborrow())
+    }
+}
+
+/// The order's status changes, oldest first; `None` when there is no such order.
+pub async fn status_history(
+    conn: &mut AsyncPgConnection,
+    id: OrderId,
+) -> Result<Option<Vec<StatusChange>>, StoreError> {
+    let rows: Vec<HistoryRow> = order_status_history::table
+        .filter(order_status_history::order_id.eq(id.get()))
+        // Ids follow commit order: changes of one order are serialised by its row lock.
+        .order(order_status_history::id)
+        .select(HistoryRow::as_select())
+        .load(conn)
+        .await?;
+    // The service writes a creation entry with every order, but an order stored by other
+    // means may have none: only then does telling "no history" from "no order" cost a query.
+    if rows.is_empty() {
+        let exists: bool = diesel::select(exists(orders::table.find(id.get())))
+            .get_result(conn)
+            .await?;
+        if !exists {
+            return Ok(None);
+        }
+    }
+    rows.into_iter()
+        .map(HistoryRow::into_change)
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
 /// Moves an order to `to` if the state machine allows it from its current status.
 ///
 /// The row is locked before the check, so two concurrent changes are serialised: the second
@@ -149,24 +232,38 @@ pub async fn change_status(
     id: OrderId,
     to: OrderStatus,
 ) -> Result<Order, StoreError> {
-    conn.transaction::<_, StoreError, _>(async |conn| {
-        let current: String = orders::table
-            .find(id.get())
-            .select(orders::status)
-            .for_update()
-            .first(conn)
+    let (order, transition) = conn
+        .transaction::<_, StoreError, _>(async |conn| change_in_transaction(conn, id, to).await)
+        .await?;
+    // Counted once committed: a rolled-back change did not happen.
+    if let Transition::Move { from, to } = transition {
+        metrics::status_changed(from, to);
+    }
+    Ok(order)
+}
+
+async fn change_in_transaction(
+    conn: &mut AsyncPgConnection,
+    id: OrderId,
+    to: OrderStatus,
+) -> Result<(Order, Transition), StoreError> {
+    let current: String = orders::table
+        .find(id.get())
+        .select(orders::status)
+        .for_update()
+        .first(conn)
+        .await?;
+    let transition = parse_status(&current)?.transition(to)?;
+    if let Transition::Move { from, to } = transition {
+        diesel::update(orders::table.find(id.get()))
+            .set((
+                orders::status.eq(to.as_str()),
+                orders::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
             .await?;
-        if let Transition::Move { from, to } = parse_status(&current)?.transition(to)? {
-            diesel::update(orders::table.find(id.get()))
-                .set((
-                    orders::status.eq(to.as_str()),
-                    orders::updated_at.eq(diesel::dsl::now),
-                ))
-                .execute(conn)
-                .await?;
-            record_status(conn, id.get(), Some(from), to).await?;
-        }
-        find_order(conn, id).await?.ok_or(StoreError::NotFound)
-    })
-    .await
+        record_status(conn, id.get(), Some(from), to).await?;
+    }
+    let order = find_order(conn, id).await?.ok_or(StoreError::NotFound)?;
+    Ok((order, transition))
 }

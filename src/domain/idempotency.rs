@@ -1,5 +1,5 @@
-use sha2::{Digest, Sha256};
-
+use super::fingerprint::Fingerprint;
+use super::text::is_visible_ascii;
 use super::NewOrder;
 
 const MAX_LEN: usize = 255;
@@ -10,8 +10,7 @@ pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let visible = |b: u8| (0x21..=0x7e).contains(&b);
-        if raw.is_empty() || raw.len() > MAX_LEN || !raw.bytes().all(visible) {
+        if !is_visible_ascii(raw, MAX_LEN) {
             return Err(format!(
                 "Idempotency-Key must be 1 to {MAX_LEN} visible ASCII characters"
             ));
@@ -36,20 +35,17 @@ impl CreateRequest {
     /// SHA-256 over the validated order, so that two requests that mean the same order (whatever
     /// their JSON spacing or key order) match, and any difference in content does not.
     pub fn fingerprint(&self) -> String {
-        let mut hasher = Sha256::new();
-        let mut field = |text: &str| {
-            // Length prefixes keep ("ab","c") and ("a","bc") apart.
-            hasher.update((text.len() as u64).to_be_bytes());
-            hasher.update(text.as_bytes());
-        };
-        field(self.order.customer_name.as_str());
-        field(self.order.customer_email.as_str());
+        let mut fingerprint = Fingerprint::default();
+        fingerprint
+            .field(self.order.customer_name.as_str())
+            .field(self.order.customer_email.as_str());
         for item in &self.order.items {
-            field(item.product_name.as_str());
-            field(&item.quantity.to_string());
-            field(&item.unit_price.to_string());
+            fingerprint
+                .field(item.product_name.as_str())
+                .field(&item.quantity.to_string())
+                .field(&item.unit_price.to_string());
         }
-        format!("{:x}", hasher.finalize())
+        fingerprint.hex()
     }
 }
 
@@ -85,6 +81,15 @@ mod tests {
         for (raw, ok) in cases {
             assert_eq!(IdempotencyKey::parse(raw).is_ok(), ok, "key {raw:?}");
         }
+    }
+
+    #[test]
+    fn fingerprint_is_stable_for_stored_keys() {
+        // Stored keys hold this value: a change here would make every retry of a stored key 422.
+        assert_eq!(
+            request("John", "999.99").fingerprint(),
+            "b3551a633ab4214b373534a7d8d10ed786ce5ac0ee989ecbd29fb2133345ae92"
+        );
     }
 
     #[test]

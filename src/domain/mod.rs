@@ -6,19 +6,24 @@
 //! the API shows derive `ToSchema` next to `Serialize`: both describe the same JSON.
 
 mod email;
+mod filter;
+mod fingerprint;
 mod idempotency;
 mod money;
 mod order;
 mod page;
+mod request_id;
 mod status;
 mod text;
 mod validation;
 
 pub use email::Email;
+pub use filter::{FilterInput, ListFilter};
 pub use idempotency::{CreateRequest, IdempotencyKey};
 pub use money::Money;
 pub use order::{ItemInput, NewItem, NewOrder, Order, OrderId, OrderItem, MAX_ITEMS};
 pub use page::{Cursor, PageLimit, PageRequest};
-pub use status::{IllegalTransition, OrderStatus, Transition, UnknownStatus};
+pub use request_id::RequestId;
+pub use status::{IllegalTransition, OrderStatus, StatusChange, Transition, UnknownStatus};
 pub use text::{CustomerName, ProductName};
 pub use validation::{FieldError, ValidationErrors};

@@ -1,8 +1,8 @@
-use std::fmt;
-
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::OrderId;
+use super::{ListFilter, OrderId};
 
 const DEFAULT_LIMIT: u8 = 10;
 const MAX_LIMIT: u8 = 100;
@@ -31,9 +31,11 @@ impl PageLimit {
 
 /// A position in the newest-first list: the `(created_at, id)` of the last order already seen.
 ///
-/// Written as `<RFC 3339 timestamp with microseconds>_<id>`. Timestamps keep PostgreSQL's full
-/// microsecond precision, so orders created within the same second are never skipped; the seed's
-/// second-precision form (`2025-06-14T17:47:05Z_1`) is accepted too.
+/// Handed out as an opaque token that also binds the filter of the listing it came from, so
+/// that a cursor sent with other filters is refused instead of paging through something else.
+/// The seed's plain `<RFC 3339 time>_<id>` form (`2025-06-14T17:47:05Z_1`) is accepted too,
+/// with any filter, as it carries none. Timestamps keep PostgreSQL's full microsecond
+/// precision, so orders created within the same second are never skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
     pub created_at: DateTime<Utc>,
@@ -41,37 +43,70 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let invalid = || {
-            format!("cursor {text:?} is not a cursor returned by this API (expected <RFC 3339 time>_<id>)")
-        };
-        let (time, id) = text.rsplit_once('_').ok_or_else(invalid)?;
-        let created_at = DateTime::parse_from_rfc3339(time).map_err(|_| invalid())?;
-        let id = OrderId::parse(id).map_err(|_| invalid())?;
-        Ok(Self {
-            created_at: created_at.with_timezone(&Utc),
-            id,
+    /// Reads the `cursor` parameter of a listing with `filter`.
+    pub fn parse(text: &str, filter: &ListFilter) -> Result<Self, String> {
+        if let Some(cursor) = Self::parse_plain(text) {
+            return Ok(cursor);
+        }
+        let (fingerprint, position) = URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .and_then(|token| {
+                let (fingerprint, position) = token.split_once(TOKEN_SEPARATOR)?;
+                Some((fingerprint.to_owned(), Self::parse_plain(position)?))
+            })
+            .ok_or_else(|| format!("cursor {text:?} is not a next_cursor returned by this API"))?;
+        if fingerprint != filter.fingerprint() {
+            return Err(
+                "this cursor belongs to a listing with other filters: send the same \
+                        status, customer_email, created_after and created_before as for the page \
+                        it came from, or start again without a cursor"
+                    .into(),
+            );
+        }
+        Ok(position)
+    }
+
+    /// The `next_cursor` to hand out: this position, bound to `filter`.
+    pub fn token(&self, filter: &ListFilter) -> String {
+        URL_SAFE_NO_PAD.encode(format!(
+            "{}{TOKEN_SEPARATOR}{}",
+            filter.fingerprint(),
+            self.plain()
+        ))
+    }
+
+    /// `<RFC 3339 time>_<id>`.
+    fn parse_plain(text: &str) -> Option<Self> {
+        let (time, id) = text.rsplit_once('_')?;
+        Some(Self {
+            created_at: DateTime::parse_from_rfc3339(time).ok()?.with_timezone(&Utc),
+            id: OrderId::parse(id).ok()?,
         })
     }
-}
 
-impl fmt::Display for Cursor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    fn plain(&self) -> String {
         let time = self.created_at.to_rfc3339_opts(SecondsFormat::Micros, true);
-        write!(f, "{time}_{}", self.id.get())
+        format!("{time}_{}", self.id.get())
     }
 }
 
+/// Between the filter's fingerprint and the position inside a token.
+const TOKEN_SEPARATOR: char = '.';
+
 /// One page request of the order list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageRequest {
     pub limit: PageLimit,
+    pub filter: ListFilter,
     pub after: Option<Cursor>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::OrderStatus;
 
     #[test]
     fn limit_bounds() {
@@ -94,24 +129,70 @@ mod tests {
         }
     }
 
-    #[test]
-    fn cursor_round_trips_with_microseconds() {
-        let cursor = Cursor::parse("2025-06-14T17:47:05.123456Z_42").unwrap();
-        assert_eq!(cursor.id.get(), 42);
-        assert_eq!(cursor.to_string(), "2025-06-14T17:47:05.123456Z_42");
-        assert_eq!(Cursor::parse(&cursor.to_string()), Ok(cursor));
+    fn plain(text: &str) -> Cursor {
+        Cursor::parse(text, &ListFilter::default()).expect(text)
+    }
+
+    fn pending() -> ListFilter {
+        ListFilter {
+            statuses: vec![OrderStatus::Pending],
+            ..ListFilter::default()
+        }
     }
 
     #[test]
-    fn accepts_the_seed_cursor_form() {
-        let cursor = Cursor::parse("2025-06-14T17:47:05Z_1").unwrap();
-        assert_eq!(cursor.to_string(), "2025-06-14T17:47:05.000000Z_1");
-        let offset = Cursor::parse("2025-06-14T19:47:05+02:00_1").unwrap();
+    fn tokens_round_trip_with_microseconds_for_their_filter() {
+        let cursor = plain("2025-06-14T17:47:05.123456Z_42");
+        assert_eq!(cursor.id.get(), 42);
+        for filter in [ListFilter::default(), pending()] {
+            let token = cursor.token(&filter);
+            assert!(
+                token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)),
+                "URL-safe as is: {token}"
+            );
+            assert_eq!(Cursor::parse(&token, &filter), Ok(cursor));
+        }
+        assert_eq!(
+            cursor.plain(),
+            "2025-06-14T17:47:05.123456Z_42",
+            "microseconds are kept"
+        );
+    }
+
+    #[test]
+    fn tokens_keep_their_form_across_releases() {
+        // Clients hold cursors across deployments, and the docs show this one.
+        assert_eq!(
+            plain("2026-11-24T13:05:01.123456Z_42").token(&ListFilter::default()),
+            "NjY2ODdhYWRmODYyYmQ3Ny4yMDI2LTExLTI0VDEzOjA1OjAxLjEyMzQ1NlpfNDI"
+        );
+    }
+
+    #[test]
+    fn a_token_is_refused_with_other_filters() {
+        let cursor = plain("2025-06-14T17:47:05.123456Z_42");
+        let error = Cursor::parse(&cursor.token(&pending()), &ListFilter::default()).unwrap_err();
+        assert!(error.contains("other filters"), "{error}");
+        assert!(Cursor::parse(&cursor.token(&ListFilter::default()), &pending()).is_err());
+    }
+
+    #[test]
+    fn accepts_the_seed_cursor_form_with_any_filter() {
+        let cursor = plain("2025-06-14T17:47:05Z_1");
+        assert_eq!(cursor.plain(), "2025-06-14T17:47:05.000000Z_1");
+        let offset = plain("2025-06-14T19:47:05+02:00_1");
         assert_eq!(offset, cursor, "offsets are normalised to UTC");
+        assert_eq!(
+            Cursor::parse("2025-06-14T17:47:05Z_1", &pending()),
+            Ok(cursor)
+        );
     }
 
     #[test]
     fn rejects_malformed_cursors() {
+        let tampered = URL_SAFE_NO_PAD.encode("0123456789abcdef.not-a-position");
         for bad in [
             "",
             "garbage",
@@ -121,9 +202,10 @@ mod tests {
             "2025-06-14T17:47:05Z_-3",
             "2025-06-14_1",
             "_1",
+            &tampered,
         ] {
             assert!(
-                Cursor::parse(bad).is_err(),
+                Cursor::parse(bad, &ListFilter::default()).is_err(),
                 "cursor {bad:?} must be rejected"
             );
         }

@@ -1,6 +1,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -28,6 +29,16 @@ pub enum Transition {
     Unchanged,
     /// A legal move; it must be written together with its history row.
     Move { from: OrderStatus, to: OrderStatus },
+}
+
+/// One recorded change of an order's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct StatusChange {
+    /// `null` for the first entry, written when the order was created.
+    #[schema(required = true)]
+    pub from_status: Option<OrderStatus>,
+    pub to_status: OrderStatus,
+    pub changed_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -16,6 +16,11 @@ fn bounded_text(raw: &str) -> Result<String, String> {
     }
 }
 
+/// 1 to `max_len` visible ASCII characters (`!` to `~`): what fits a header value as is.
+pub(crate) fn is_visible_ascii(raw: &str, max_len: usize) -> bool {
+    (1..=max_len).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// A customer's name: 1..=255 characters after trimming.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]

@@ -7,6 +7,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
+use std::sync::{Mutex, Once};
 
 use diesel::sql_types::{BigInt, Text};
 use diesel::QueryableByName;
@@ -214,6 +215,7 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the application with test settings, adjusted by `tweak`.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    capture_logs();
     let db = TestDb::create().await;
     let mut config = Config::from_lookup(|_| None).expect("default configuration");
     config.host = [127, 0, 0, 1].into();
@@ -233,6 +235,46 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         client: reqwest::Client::new(),
         db,
     }
+}
+
+/// What the service logged, as (level, message), for tests of the log itself. Every test app
+/// logs here, so a test picks its own lines out by a value only it used (a request id).
+static LOGS: Mutex<Vec<(log::Level, String)>> = Mutex::new(Vec::new());
+
+struct CaptureLogs;
+
+impl log::Log for CaptureLogs {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.target().starts_with("order_service")
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            let line = (record.level(), record.args().to_string());
+            LOGS.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn capture_logs() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        static LOGGER: CaptureLogs = CaptureLogs;
+        log::set_logger(&LOGGER).expect("no other logger in the test binary");
+        log::set_max_level(log::LevelFilter::Debug);
+    });
+}
+
+/// The captured log lines that contain `text`.
+pub fn logged(text: &str) -> Vec<(log::Level, String)> {
+    LOGS.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|(_, line)| line.contains(text))
+        .cloned()
+        .collect()
 }
 
 /// The seed README's create example.
@@ -300,6 +342,30 @@ impl TestApp {
         self.get(&format!("/api/v1/orders{query}")).await
     }
 
+    /// Lists with `filters` (`status=pending&…`, or empty) `limit` orders at a time, following
+    /// `next_cursor` to the last page; returns every order seen, in the order seen.
+    pub async fn every_page(&self, filters: &str, limit: usize) -> Vec<Value> {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..1000 {
+            let mut query = format!("?limit={limit}&{filters}");
+            if let Some(cursor) = &cursor {
+                query.push_str(&format!("&cursor={cursor}"));
+            }
+            let response = self.list_orders(&query).await;
+            assert_eq!(response.status(), 200, "{query}");
+            let page: Value = response.json().await.expect("page JSON");
+            let orders = page["orders"].as_array().expect("orders");
+            assert!(orders.len() <= limit, "{query}: at most `limit` orders");
+            seen.extend(orders.iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return seen,
+            }
+        }
+        panic!("{filters}: pagination did not end");
+    }
+
     pub async fn set_status(&self, id: impl std::fmt::Display, status: &str) -> Response {
         self.client
             .put(self.url(&format!("/api/v1/orders/{id}/status")))
@@ -310,14 +376,40 @@ impl TestApp {
     }
 }
 
-/// Reads a non-2xx answer and checks it has the common error shape; returns the body.
+/// Checks that listed orders come newest first, by `(created_at, id)`.
+pub fn assert_newest_first(orders: &[Value], what: &str) {
+    let keys: Vec<(&str, i64)> = orders
+        .iter()
+        .map(|o| (o["created_at"].as_str().unwrap(), o["id"].as_i64().unwrap()))
+        .collect();
+    let mut newest_first = keys.clone();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    assert_eq!(
+        keys, newest_first,
+        "{what}: newest first by (created_at, id)"
+    );
+}
+
+/// Reads a non-2xx answer and checks it has the common error shape, including the request id
+/// it was answered under (the response's `X-Request-Id`); returns the body.
 pub async fn error_body(response: Response, status: u16, code: &str) -> Value {
     assert_eq!(response.status(), status, "expected HTTP {status} ({code})");
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .expect("every answer has an X-Request-Id")
+        .to_str()
+        .expect("a visible ASCII request id")
+        .to_owned();
     let body: Value = response.json().await.expect("error bodies are JSON");
     assert_eq!(body["code"], code, "error code in {body}");
     assert!(
         body["error"].as_str().is_some_and(|m| !m.is_empty()),
         "human message in {body}"
+    );
+    assert_eq!(
+        body["request_id"], request_id,
+        "the body names the request id of the answer: {body}"
     );
     body
 }

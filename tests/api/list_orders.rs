@@ -2,7 +2,7 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{error_body, spawn_app, TestApp};
+use crate::helpers::{assert_newest_first, error_body, spawn_app, TestApp};
 
 fn order_body(n: usize) -> Value {
     json!({
@@ -23,28 +23,15 @@ async fn create_concurrently(app: &TestApp, count: usize) -> Vec<i64> {
 
 /// Follows `next_cursor` from the first page to the last; returns the ids in the order seen.
 async fn page_through(app: &TestApp, limit: usize) -> Vec<i64> {
-    let mut seen = Vec::new();
-    let mut query = format!("?limit={limit}");
-    for _ in 0..1000 {
-        let response = app.list_orders(&query).await;
-        assert_eq!(response.status(), 200);
-        let page: Value = response.json().await.unwrap();
-        let orders = page["orders"].as_array().unwrap();
-        assert!(orders.len() <= limit, "a page holds at most `limit` orders");
-        for order in orders {
-            assert_eq!(
-                order["items"].as_array().unwrap().len(),
-                2,
-                "each listed order carries its items"
-            );
-            seen.push(order["id"].as_i64().unwrap());
-        }
-        match page["next_cursor"].as_str() {
-            Some(cursor) => query = format!("?limit={limit}&cursor={}", urlencode(cursor)),
-            None => return seen,
-        }
+    let orders = app.every_page("", limit).await;
+    for order in &orders {
+        assert_eq!(
+            order["items"].as_array().unwrap().len(),
+            2,
+            "each listed order carries its items"
+        );
     }
-    panic!("pagination did not end");
+    orders.iter().map(|o| o["id"].as_i64().unwrap()).collect()
 }
 
 fn urlencode(text: &str) -> String {
@@ -84,20 +71,7 @@ async fn paging_returns_every_concurrently_created_order_exactly_once_newest_fir
         assert_exactly_once(&seen, &created, limit);
     }
     let page: Value = app.list_orders("?limit=100").await.json().await.unwrap();
-    let keys: Vec<(String, i64)> = page["orders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o["created_at"].as_str().unwrap().to_owned(),
-                o["id"].as_i64().unwrap(),
-            )
-        })
-        .collect();
-    let mut sorted = keys.clone();
-    sorted.sort_by(|a, b| b.cmp(a));
-    assert_eq!(keys, sorted, "newest first by (created_at, id)");
+    assert_newest_first(page["orders"].as_array().unwrap(), "one page of 100");
 }
 
 #[actix_web::test]

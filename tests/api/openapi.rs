@@ -34,6 +34,12 @@ async fn the_openapi_document_describes_every_route_and_its_answers() {
                 "200", "400", "404", "408", "409", "413", "415", "500", "503",
             ],
         ),
+        (
+            "/api/v1/orders/{id}/history",
+            "get",
+            &["200", "400", "404", "500", "503"],
+        ),
+        ("/metrics", "get", &["200", "500"]),
     ];
     for (path, method, statuses) in expected {
         let responses = paths[path][method]["responses"]
@@ -41,6 +47,33 @@ async fn the_openapi_document_describes_every_route_and_its_answers() {
             .unwrap_or_else(|| panic!("{method} {path} is documented"));
         let documented: Vec<&str> = responses.keys().map(String::as_str).collect();
         assert_eq!(&documented, statuses, "{method} {path}");
+        let operation = &paths[path][method];
+        assert!(
+            operation["parameters"].as_array().is_some_and(|ps| ps
+                .iter()
+                .any(|p| p["name"] == "x-request-id" && p["in"] == "header")),
+            "{method} {path} takes X-Request-Id"
+        );
+        for (status, response) in responses {
+            assert!(
+                response["headers"]["x-request-id"].is_object(),
+                "{method} {path} {status} answers with X-Request-Id"
+            );
+        }
+    }
+    let list_parameters: Vec<&str> = paths["/api/v1/orders"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for filter in [
+        "status",
+        "customer_email",
+        "created_after",
+        "created_before",
+    ] {
+        assert!(list_parameters.contains(&filter), "list filter {filter}");
     }
     assert!(
         doc["components"]["securitySchemes"]["bearer"].is_object(),
@@ -79,7 +112,14 @@ async fn schemas_say_what_the_json_really_holds() {
         100
     );
     let error = &schemas["ErrorBody"];
-    assert_eq!(error["required"], serde_json::json!(["error", "code"]));
+    assert_eq!(
+        error["required"],
+        serde_json::json!(["error", "code", "request_id"])
+    );
+    assert_eq!(
+        schemas["StatusChange"]["required"],
+        serde_json::json!(["from_status", "to_status", "changed_at"])
+    );
     for field in ["details", "current_status", "allowed_transitions"] {
         assert!(error["properties"][field].is_object(), "ErrorBody.{field}");
     }

@@ -1,0 +1,46 @@
+//! Cross-origin calls from browsers: which other sites' pages may use the API.
+
+use actix_cors::Cors;
+use actix_web::http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use actix_web::http::Method;
+
+use super::observe::X_REQUEST_ID;
+use super::orders::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
+
+/// How long a browser may reuse a preflight answer.
+const PREFLIGHT_MAX_AGE_SECS: usize = 3600;
+
+/// The origins whose pages may call the API (`CORS_ALLOWED_ORIGINS`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// Same-origin pages only: browsers get no cross-origin permission at all.
+    #[default]
+    None,
+    /// These origins exactly, e.g. `https://shop.example.com`.
+    Listed(Vec<String>),
+    /// Any origin (`*`). No credentials are involved: keys travel in `Authorization`.
+    Any,
+}
+
+/// The CORS middleware for `origins`. Requests from other origins are still served (browsers,
+/// not the server, withhold the answer from the page); preflights from them are refused.
+pub fn cors(origins: &CorsOrigins) -> Cors {
+    let cors = Cors::default()
+        .allowed_methods([Method::GET, Method::POST, Method::PUT])
+        .allowed_headers([AUTHORIZATION, CONTENT_TYPE, IDEMPOTENCY_KEY, X_REQUEST_ID])
+        .expose_headers([
+            ALLOW,
+            LOCATION,
+            RETRY_AFTER,
+            IDEMPOTENT_REPLAYED,
+            X_REQUEST_ID,
+        ])
+        .max_age(PREFLIGHT_MAX_AGE_SECS);
+    match origins {
+        CorsOrigins::None => cors,
+        CorsOrigins::Listed(origins) => origins
+            .iter()
+            .fold(cors, |cors, origin| cors.allowed_origin(origin)),
+        CorsOrigins::Any => cors.allow_any_origin().send_wildcard(),
+    }
+}
