@@ -58,7 +58,7 @@ field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2"; }
 peak_rss_mb() { awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$server/status"; }
 pgbench_tps() {
   pgbench -h 127.0.0.1 -p "$PG_PORT" -U postgres -n -M prepared -j 2 -T "$DURATION" "$@" "$DB" \
-    2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
+    2>/dev/null | sed -n 's/^tps = \([0-9]*\).*/\1/p'
 }
 stress() {
   "$(bin_path stress)" --base-url "$BASE_URL" --database-url "$DB_URL" \
