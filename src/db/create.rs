@@ -140,7 +140,12 @@ async fn insert_batch(
     let statement = InsertBatch::new(orders);
     let stored: Vec<(i64, DateTime<Utc>, Vec<i64>)> = statement.load(conn).await?;
     if stored.len() != orders.len() {
-        return Err(StoreError::Query(diesel::result::Error::NotFound));
+        // The statement returns one row per input order by construction; anything else is a
+        // bug, and no order may be answered from a misaligned row.
+        let mismatch = format!("{} rows for {} orders", stored.len(), orders.len());
+        return Err(StoreError::Query(
+            diesel::result::Error::DeserializationError(mismatch.into()),
+        ));
     }
     Ok(orders
         .iter()
