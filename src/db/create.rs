@@ -21,7 +21,7 @@ use super::queries::find_order;
 use super::schema::idempotency_keys;
 use super::StoreError;
 use crate::domain::{
-    CreateRequest, IdempotencyKey, Money, NewOrder, Order, OrderId, OrderItem, OrderStatus,
+    CreateRequest, IdempotencyKey, NewOrder, Order, OrderId, OrderItem, OrderStatus,
 };
 
 /// What a create request came to.
@@ -173,8 +173,7 @@ fn stored_order(order: &NewOrder, id: i64, created_at: DateTime<Utc>, item_ids: 
                 id: item_id,
                 order_id,
                 product_name: item.product_name.as_str().to_owned(),
-                // Bounded to 1..=1_000_000 by the domain.
-                quantity: item.quantity as i32,
+                quantity: stored_quantity(item.quantity),
                 unit_price: item.unit_price.clone(),
                 total_price: item.total_price.clone(),
             })
@@ -189,6 +188,7 @@ fn stored_order(order: &NewOrder, id: i64, created_at: DateTime<Utc>, item_ids: 
 /// Ids come from the sequences in input order inside materialised CTEs, so every item is tied
 /// to its order by position (`item_order` is the 1-based position of its order in the batch),
 /// and the result lists each order's id with its item ids in input order.
+#[derive(Default)]
 struct InsertBatch<'a> {
     customer_names: Vec<&'a str>,
     customer_emails: Vec<&'a str>,
@@ -204,41 +204,32 @@ struct InsertBatch<'a> {
 
 impl<'a> InsertBatch<'a> {
     fn new(orders: &[(&'a CreateRequest, Option<&'a str>)]) -> Self {
-        let items = orders.iter().flat_map(|(request, _)| &request.order.items);
-        let item_order = orders
-            .iter()
-            .enumerate()
-            // At most MAX_BATCH orders: the position fits an i32.
-            .flat_map(|(n, (request, _))| {
-                std::iter::repeat_n(n as i32 + 1, request.order.items.len())
-            })
-            .collect();
-        Self {
-            customer_names: orders
-                .iter()
-                .map(|(r, _)| r.order.customer_name.as_str())
-                .collect(),
-            customer_emails: orders
-                .iter()
-                .map(|(r, _)| r.order.customer_email.as_str())
-                .collect(),
-            total_amounts: orders
-                .iter()
-                .map(|(r, _)| r.order.total_amount.as_decimal())
-                .collect(),
-            keys: orders
-                .iter()
-                .map(|(r, _)| r.key.as_ref().map(IdempotencyKey::as_str))
-                .collect(),
-            fingerprints: orders.iter().map(|(_, f)| *f).collect(),
-            item_order,
-            product_names: items.clone().map(|i| i.product_name.as_str()).collect(),
-            // Bounded to 1..=1_000_000 by the domain.
-            quantities: items.clone().map(|i| i.quantity as i32).collect(),
-            unit_prices: items.clone().map(|i| i.unit_price.as_decimal()).collect(),
-            total_prices: items.map(|i| Money::as_decimal(&i.total_price)).collect(),
+        let mut batch = Self::default();
+        for (index, (request, fingerprint)) in orders.iter().enumerate() {
+            let order = &request.order;
+            batch.customer_names.push(order.customer_name.as_str());
+            batch.customer_emails.push(order.customer_email.as_str());
+            batch.total_amounts.push(order.total_amount.as_decimal());
+            batch
+                .keys
+                .push(request.key.as_ref().map(IdempotencyKey::as_str));
+            batch.fingerprints.push(*fingerprint);
+            for item in &order.items {
+                // At most MAX_BATCH orders: the position fits an i32.
+                batch.item_order.push(index as i32 + 1);
+                batch.product_names.push(item.product_name.as_str());
+                batch.quantities.push(stored_quantity(item.quantity));
+                batch.unit_prices.push(item.unit_price.as_decimal());
+                batch.total_prices.push(item.total_price.as_decimal());
+            }
         }
+        batch
     }
+}
+
+/// A quantity as its `INTEGER` column holds it; the domain bounds it to 1..=1_000_000.
+fn stored_quantity(quantity: u32) -> i32 {
+    quantity as i32
 }
 
 impl QueryFragment<Pg> for InsertBatch<'_> {

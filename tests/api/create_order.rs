@@ -1,7 +1,7 @@
 use chrono::DateTime;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_body, seed_order, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{detail_fields, error_body, seed_order, spawn_app, spawn_app_with, TestApp};
 
 #[actix_web::test]
 async fn the_seed_example_creates_a_pending_order() {
@@ -220,12 +220,7 @@ async fn every_invalid_field_is_reported_at_once() {
 
     let error = error_body(app.create_order(&body).await, 400, "validation_failed").await;
 
-    let fields: Vec<&str> = error["details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["field"].as_str().unwrap())
-        .collect();
+    let fields = detail_fields(&error);
     assert_eq!(
         fields,
         [

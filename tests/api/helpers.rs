@@ -390,6 +390,16 @@ pub fn assert_newest_first(orders: &[Value], what: &str) {
     );
 }
 
+/// The fields a `validation_failed` body names in its details, in order.
+pub fn detail_fields(error: &Value) -> Vec<&str> {
+    error["details"]
+        .as_array()
+        .expect("validation details")
+        .iter()
+        .map(|d| d["field"].as_str().expect("a field name"))
+        .collect()
+}
+
 /// Reads a non-2xx answer and checks it has the common error shape, including the request id
 /// it was answered under (the response's `X-Request-Id`); returns the body.
 pub async fn error_body(response: Response, status: u16, code: &str) -> Value {

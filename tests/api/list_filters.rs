@@ -8,7 +8,7 @@ use order_service::db::explain_orders_page;
 use order_service::domain::{Cursor, FilterInput, ListFilter, PageLimit, PageRequest};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_newest_first, error_body, spawn_app, TestApp};
+use crate::helpers::{assert_newest_first, detail_fields, error_body, spawn_app, TestApp};
 
 /// E-mail spellings of three customers: the filter must not care about case.
 const EMAILS: [&str; 5] = [
@@ -222,12 +222,7 @@ async fn bad_filters_are_a_400_naming_each_one() {
             "validation_failed",
         )
         .await;
-        let named: Vec<&str> = error["details"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["field"].as_str().unwrap())
-            .collect();
+        let named = detail_fields(&error);
         assert_eq!(&named, fields, "{query}");
     }
     let encoded = app
