@@ -9,7 +9,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use order_service::actors::{CreateOrder, Executors, GetOrder};
 use order_service::config::Config;
-use order_service::db::{build_pool, run_migrations, Created};
+use order_service::db::{run_migrations, ConnectOptions, Created, Pool};
 use order_service::domain::{CreateRequest, ItemInput, NewOrder};
 
 fn bench_order() -> CreateRequest {
@@ -25,20 +25,21 @@ fn bench_order() -> CreateRequest {
     CreateRequest { order, key: None }
 }
 
-fn database_url() -> Option<String> {
+fn database() -> Option<ConnectOptions> {
     let _ = dotenvy::dotenv();
-    std::env::var("BENCH_DATABASE_URL")
-        .ok()
-        .or_else(|| Config::from_env().ok().map(|c| c.database_url))
+    match std::env::var("BENCH_DATABASE_URL") {
+        Ok(url) => ConnectOptions::parse(&url).ok(),
+        Err(_) => Config::from_env().ok().map(|c| c.database),
+    }
 }
 
 fn db_path(c: &mut Criterion) {
-    let Some(url) = database_url() else {
+    let Some(database) = database() else {
         eprintln!("skipping database benches: no usable configuration");
         return;
     };
     let system = actix_rt::System::new();
-    if let Err(e) = system.block_on(run_migrations(&url)) {
+    if let Err(e) = system.block_on(run_migrations(&database)) {
         eprintln!("skipping database benches: {e} (start a database with `make db-up`)");
         return;
     }
@@ -47,7 +48,7 @@ fn db_path(c: &mut Criterion) {
     let executors = system.block_on(async {
         Executors::start(
             config.executors,
-            build_pool(&url, &config.pool),
+            Pool::build(&database, &config.pool),
             Duration::from_secs(2),
         )
     });

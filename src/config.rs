@@ -7,13 +7,14 @@ use std::time::Duration;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use crate::api::{ApiKeys, CorsOrigins};
-use crate::db::PoolSettings;
+use crate::db::{ConnectOptions, ConnectOptionsError, PoolSettings};
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub host: IpAddr,
     pub port: u16,
-    pub database_url: String,
+    /// Where PostgreSQL is: hosts, credentials, TLS. Its `Debug` shows no password.
+    pub database: ConnectOptions,
     pub pool: PoolSettings,
     /// How long `/health` waits for `SELECT 1`.
     pub ping_timeout: Duration,
@@ -25,6 +26,9 @@ pub struct Config {
     /// How long a client may take to send a request's head, and then its body, before the
     /// connection is dropped.
     pub request_timeout: Duration,
+    /// After SIGTERM, how long the instance reports not ready while still serving, so that a
+    /// load balancer stops sending before the listener closes.
+    pub shutdown_grace: Duration,
 }
 
 /// A variable that is set but unusable; start-up stops and names it.
@@ -61,13 +65,14 @@ impl Config {
         Ok(Self {
             host: env.parse("HOST", IpAddr::from([0, 0, 0, 0]), |_| Ok(()))?,
             port: env.parse("PORT", 8080, |_| Ok(()))?,
-            database_url: database_url(&env)?,
+            database: database(&env)?,
             pool,
             ping_timeout: env.duration("DB_PING_TIMEOUT", "2s")?,
             executors: env.parse("DB_EXECUTORS", cores, positive)?,
             api_keys: api_keys(&env)?,
             cors_allowed_origins: cors_origins(&env)?,
             request_timeout: env.duration("HTTP_REQUEST_TIMEOUT", "10s")?,
+            shutdown_grace: env.duration("SHUTDOWN_GRACE", "5s")?,
         })
     }
 }
@@ -143,34 +148,65 @@ fn positive<T: PartialOrd + Default>(n: &T) -> Result<(), String> {
     }
 }
 
-/// `DATABASE_URL` when set, else a URL built from the seed's `POSTGRES_*` variables.
-fn database_url(env: &Env<'_>) -> Result<String, ConfigError> {
+/// `DATABASE_URL` when set, else a URL built from the seed's `POSTGRES_*` variables; parsed
+/// here so that a bad URL, TLS mode or CA file stops start-up and names its variable.
+fn database(env: &Env<'_>) -> Result<ConnectOptions, ConfigError> {
     if let Some(url) = env.get("DATABASE_URL") {
-        return Ok(url);
+        return ConnectOptions::parse(&url).map_err(|e| ConfigError {
+            var: "DATABASE_URL",
+            // It may hold a password.
+            value: "<hidden>".into(),
+            reason: e.to_string(),
+        });
     }
-    let sslmode = env
-        .get("POSTGRES_SSLMODE")
-        .unwrap_or_else(|| "disable".into());
-    // diesel-async connects through tokio-postgres without a TLS backend in this build.
-    if !matches!(sslmode.as_str(), "disable" | "prefer") {
-        return Err(env.invalid(
-            "POSTGRES_SSLMODE",
-            "only disable or prefer are supported (no TLS in this build)",
-        ));
-    }
+    let url = database_url(env)?;
+    ConnectOptions::parse(&url).map_err(|e| {
+        let var = match e {
+            ConnectOptionsError::SslMode(_) => "POSTGRES_SSLMODE",
+            ConnectOptionsError::RootCert { .. } | ConnectOptionsError::Tls(_) => {
+                "POSTGRES_SSLROOTCERT"
+            }
+            ConnectOptionsError::Url(_) => "POSTGRES_HOST",
+        };
+        env.invalid(var, e.to_string())
+    })
+}
+
+/// The URL the `POSTGRES_*` variables describe. `POSTGRES_HOST` may list several hosts,
+/// comma-separated, each with an optional `:port` (else `POSTGRES_PORT`).
+fn database_url(env: &Env<'_>) -> Result<String, ConfigError> {
     let encode = |var: &str, default: &str| {
         let value = env.get(var).unwrap_or_else(|| default.to_owned());
         utf8_percent_encode(&value, NON_ALPHANUMERIC).to_string()
     };
     let port: u16 = env.parse("POSTGRES_PORT", 5432, |_| Ok(()))?;
-    Ok(format!(
-        "postgres://{}:{}@{}:{port}/{}?sslmode={sslmode}",
+    let hosts = env
+        .get("POSTGRES_HOST")
+        .unwrap_or_else(|| "localhost".into())
+        .split(',')
+        .map(str::trim)
+        .filter(|host| !host.is_empty())
+        .map(|host| {
+            if host.contains(':') {
+                host.to_owned()
+            } else {
+                format!("{host}:{port}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut url = format!(
+        "postgres://{}:{}@{hosts}/{}?sslmode={}",
         encode("POSTGRES_USER", "user"),
         encode("POSTGRES_PASSWORD", "password"),
-        env.get("POSTGRES_HOST")
-            .unwrap_or_else(|| "localhost".into()),
         encode("POSTGRES_DBNAME", "orderdb"),
-    ))
+        encode("POSTGRES_SSLMODE", "disable"),
+    );
+    if env.get("POSTGRES_SSLROOTCERT").is_some() {
+        url.push_str("&sslrootcert=");
+        url.push_str(&encode("POSTGRES_SSLROOTCERT", ""));
+    }
+    Ok(url)
 }
 
 struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
@@ -225,6 +261,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::db::SslMode;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let vars: HashMap<String, String> = vars
@@ -239,9 +276,10 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.port, 8080);
         assert_eq!(
-            c.database_url,
+            url(&[]),
             "postgres://user:password@localhost:5432/orderdb?sslmode=disable"
         );
+        assert_eq!(c.database.ssl_mode(), SslMode::Disable);
         assert_eq!(c.pool.max_size, 16);
         assert_eq!(c.pool.connection_timeout, Duration::from_secs(3));
         assert_eq!(c.pool.max_lifetime, Duration::from_secs(45 * 60));
@@ -251,6 +289,7 @@ mod tests {
             "the API is open unless keys are set"
         );
         assert_eq!(c.request_timeout, Duration::from_secs(10));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(5));
         assert_eq!(
             c.cors_allowed_origins,
             CorsOrigins::None,
@@ -298,22 +337,41 @@ mod tests {
         );
     }
 
+    /// The URL the `POSTGRES_*` variables make.
+    fn url(vars: &[(&str, &str)]) -> String {
+        let vars: HashMap<&str, &str> = vars.iter().copied().collect();
+        let lookup = |var: &str| vars.get(var).map(|v| v.to_string());
+        database_url(&Env(&lookup)).unwrap()
+    }
+
     #[test]
     fn database_url_wins_and_credentials_are_escaped() {
         let c = config(&[
-            ("DATABASE_URL", "postgres://a@b/c"),
-            ("POSTGRES_HOST", "ignored"),
+            ("DATABASE_URL", "postgres://a@b/c?sslmode=require"),
+            ("POSTGRES_SSLMODE", "disable"),
         ])
         .unwrap();
-        assert_eq!(c.database_url, "postgres://a@b/c");
-        let c = config(&[
-            ("POSTGRES_PASSWORD", "p@ss/word"),
-            ("POSTGRES_PORT", "6543"),
-        ])
-        .unwrap();
+        assert_eq!(c.database.ssl_mode(), SslMode::Require);
         assert_eq!(
-            c.database_url,
+            url(&[
+                ("POSTGRES_PASSWORD", "p@ss/word"),
+                ("POSTGRES_PORT", "6543"),
+            ]),
             "postgres://user:p%40ss%2Fword@localhost:6543/orderdb?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn postgres_host_may_list_several_hosts_and_tls_has_its_variables() {
+        assert_eq!(
+            url(&[
+                ("POSTGRES_HOST", "db1, db2:6000"),
+                ("POSTGRES_PORT", "5433"),
+                ("POSTGRES_SSLMODE", "verify-full"),
+                ("POSTGRES_SSLROOTCERT", "/etc/ssl/ca.pem"),
+            ]),
+            "postgres://user:password@db1:5433,db2:6000/orderdb\
+             ?sslmode=verify%2Dfull&sslrootcert=%2Fetc%2Fssl%2Fca%2Epem"
         );
     }
 
@@ -327,7 +385,7 @@ mod tests {
             ("DB_POOL_TIMEOUT", "soon"),
             ("DB_CONN_MAX_LIFETIME", "0s"),
             ("POSTGRES_PORT", "x"),
-            ("POSTGRES_SSLMODE", "require"),
+            ("POSTGRES_SSLMODE", "verify"),
             ("HOST", "localhost:80"),
             ("HTTP_REQUEST_TIMEOUT", "0s"),
         ];
@@ -338,5 +396,17 @@ mod tests {
         }
         let err = config(&[("DB_MAX_OPEN_CONNS", "2"), ("DB_MAX_IDLE_CONNS", "3")]).unwrap_err();
         assert_eq!(err.var, "DB_MAX_IDLE_CONNS");
+        let err = config(&[
+            ("POSTGRES_SSLMODE", "verify-full"),
+            ("POSTGRES_SSLROOTCERT", "/no/such/ca.pem"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "POSTGRES_SSLROOTCERT");
+        let err = config(&[("DATABASE_URL", "postgres://u:s3cret@h/db?sslmode=on")]).unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL");
+        assert!(
+            !err.to_string().contains("s3cret"),
+            "a password never appears in an error: {err}"
+        );
     }
 }

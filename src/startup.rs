@@ -3,13 +3,14 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::{Executors, PurgeIdempotencyKeys};
+use crate::api::Draining;
 use crate::config::Config;
-use crate::db::{build_pool, run_migrations, MigrationError};
+use crate::db::{run_migrations, MigrationError, Pool};
 
 /// How long an idle keep-alive connection stays open.
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
@@ -32,15 +33,17 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
+    draining: web::Data<Draining>,
+    shutdown_grace: Duration,
 }
 
 impl Application {
     /// Migrates the database, starts the executors and binds the listener (port 0 picks a free
     /// port, which tests use). Serving starts with `run_until_stopped`.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let applied = run_migrations(&config.database_url).await?;
+        let applied = run_migrations(&config.database).await?;
         log::info!("database ready ({applied} migration(s) applied)");
-        let pool = build_pool(&config.database_url, &config.pool);
+        let pool = Pool::build(&config.database, &config.pool);
         let executors = web::Data::new(Executors::start(
             config.executors,
             pool,
@@ -48,6 +51,8 @@ impl Application {
         ));
         actix_web::rt::spawn(purge_idempotency_keys(executors.clone()));
         let api_keys = web::Data::new(config.api_keys.clone());
+        let draining = web::Data::new(Draining::default());
+        let app_draining = draining.clone();
         let cors_origins = config.cors_allowed_origins.clone();
         let request_timeout = config.request_timeout;
         let listener = TcpListener::bind((config.host, config.port))?;
@@ -60,8 +65,10 @@ impl Application {
                 .wrap(crate::api::cors(&cors_origins))
                 // Outermost: sees every answer, the other middleware's included.
                 .wrap(from_fn(crate::api::observe))
+                .wrap(from_fn(crate::api::close_when_draining))
                 .app_data(executors.clone())
                 .app_data(api_keys.clone())
+                .app_data(app_draining.clone())
                 .configure(crate::api::configure)
         })
         .client_request_timeout(config.request_timeout)
@@ -69,6 +76,9 @@ impl Application {
         .keep_alive(KEEP_ALIVE)
         .max_connections(MAX_CONNECTIONS_PER_WORKER)
         .backlog(BACKLOG)
+        // Stopping is ours: first drain (see `run_until_stopped`), then actix's graceful stop.
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
         .listen(listener)?
         .run();
         log::info!(
@@ -81,16 +91,59 @@ impl Application {
                 "not required"
             }
         );
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            draining,
+            shutdown_grace: config.shutdown_grace,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// Serves until SIGTERM or SIGINT, then drains: reports not ready at once, keeps serving
+    /// for the grace period, then stops accepting and lets in-flight requests finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        actix_web::rt::spawn(drain_on_signal(
+            self.server.handle(),
+            self.draining,
+            self.shutdown_grace,
+        ));
         self.server.await
     }
+}
+
+/// How long in-flight requests may take to finish once the listener has closed.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn drain_on_signal(server: ServerHandle, draining: web::Data<Draining>, grace: Duration) {
+    use actix_web::rt::signal::unix::{signal, SignalKind};
+
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        log::error!("cannot listen for SIGTERM/SIGINT; stop the server with SIGKILL");
+        return;
+    };
+    let name = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    draining.begin();
+    log::info!(
+        "{name}: reporting not ready, serving for {:.1} s more, then stopping (a second signal stops at once)",
+        grace.as_secs_f64()
+    );
+    tokio::select! {
+        _ = actix_web::rt::time::sleep(grace) => {},
+        _ = terminate.recv() => {},
+        _ = interrupt.recv() => {},
+    }
+    log::info!("no longer accepting connections; finishing in-flight requests");
+    server.stop(true).await;
 }
 
 /// Idempotency keys protect retries of recent requests only: after a day they may go.

@@ -105,7 +105,7 @@ impl DbExecutor {
     {
         let pool = self.pool.clone();
         Box::pin(self.guarded(async move {
-            let mut conn = pool.get_owned().await.map_err(StoreError::from)?;
+            let mut conn = pool.get().await?;
             Ok(work(&mut conn)
                 .await
                 .map_err(|e| e.on_connection(&mut conn))?)
@@ -157,7 +157,8 @@ async fn store_batch(pool: &Pool, requests: &[CreateRequest]) -> Vec<Result<Crea
     };
     let mut conn = match pool.get().await {
         Ok(conn) => conn,
-        Err(e) => return unavailable(&StoreError::from(e).to_string()),
+        Err(StoreError::Unavailable(cause)) => return unavailable(&cause),
+        Err(e) => return unavailable(&e.to_string()),
     };
     match db::insert_orders(&mut conn, requests)
         .await
@@ -315,7 +316,7 @@ mod tests {
 
     use super::*;
     use crate::actors::{CheckHealth, Executors};
-    use crate::db::{build_pool, PoolSettings};
+    use crate::db::{ConnectOptions, PoolSettings};
 
     /// A message whose handler panics inside the executor's guarded boundary, as a bug would.
     struct Explode;
@@ -343,7 +344,8 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             connection_timeout: Duration::from_secs(5),
         };
-        build_pool(&url, &settings)
+        let options = ConnectOptions::parse(&url).expect("TEST_DATABASE_URL is a PostgreSQL URL");
+        Pool::build(&options, &settings)
     }
 
     #[actix_rt::test]

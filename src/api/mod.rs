@@ -17,6 +17,7 @@ mod routes;
 pub use auth::ApiKeys;
 pub use cors::{cors, CorsOrigins};
 pub use error::ApiError;
+pub use health::{close_when_draining, Draining};
 pub use limits::body_deadline;
 pub use observe::observe;
 pub use routes::configure;

@@ -32,6 +32,8 @@ const BEARER: &str = "bearer";
     ),
     paths(
         health::health,
+        health::live,
+        health::ready,
         metrics::metrics,
         orders::create_order,
         orders::list_orders,

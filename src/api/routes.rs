@@ -3,7 +3,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::auth::require_api_key;
-use super::health::health;
+use super::health::{health, live, ready};
 use super::metrics::metrics;
 use super::openapi::{docs, openapi_json, DOCS_PATH, OPENAPI_PATH};
 use super::orders::{create_order, get_order, list_orders, order_history, update_status};
@@ -14,7 +14,8 @@ const BODY_LIMIT: usize = 64 * 1024;
 
 /// All routes of the service, with their extractors' errors mapped to `ApiError`. Everything
 /// under `/api/v1` needs an API key when keys are configured, except the OpenAPI document,
-/// which is registered first so that it stays readable. `/health` and `/metrics` are open.
+/// which is registered first so that it stays readable. The `/health` probes and `/metrics`
+/// are open.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
@@ -26,6 +27,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/health")
             .route(web::get().to(health))
+            .default_service(only("GET")),
+    )
+    .service(
+        web::resource("/health/live")
+            .route(web::get().to(live))
+            .default_service(only("GET")),
+    )
+    .service(
+        web::resource("/health/ready")
+            .route(web::get().to(ready))
             .default_service(only("GET")),
     )
     .service(

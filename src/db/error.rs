@@ -50,8 +50,12 @@ impl From<DieselError> for StoreError {
                 | DatabaseErrorKind::NotNullViolation,
                 _,
             ) => Self::Rejected(error),
+            // A read-only transaction means the server was demoted under us (a failover):
+            // the next connection finds the new primary, so the client should retry.
             DieselError::DatabaseError(
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                DatabaseErrorKind::ClosedConnection
+                | DatabaseErrorKind::UnableToSendCommand
+                | DatabaseErrorKind::ReadOnlyTransaction,
                 _,
             )
             | DieselError::BrokenTransactionManager => Self::Unavailable(error.to_string()),

@@ -13,7 +13,7 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use order_service::config::Config;
-use order_service::db::run_migrations;
+use order_service::db::{run_migrations, ConnectOptions};
 use order_service::startup::Application;
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
@@ -23,6 +23,10 @@ use tokio::sync::OnceCell;
 fn admin_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into())
+}
+
+fn connect_options(url: &str) -> ConnectOptions {
+    ConnectOptions::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"))
 }
 
 fn url_for(database: &str) -> String {
@@ -97,7 +101,7 @@ async fn template() -> &'static str {
                 let building = format!("{name}_building");
                 execute(&mut admin, &format!("DROP DATABASE IF EXISTS {building}")).await;
                 execute(&mut admin, &format!("CREATE DATABASE {building}")).await;
-                run_migrations(&url_for(&building))
+                run_migrations(&connect_options(&url_for(&building)))
                     .await
                     .expect("migrate the template database");
                 // Renaming only when complete means a crash never leaves a half-migrated template.
@@ -220,7 +224,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::from_lookup(|_| None).expect("default configuration");
     config.host = [127, 0, 0, 1].into();
     config.port = 0;
-    config.database_url = db.url.clone();
+    config.database = connect_options(&db.url);
     config.pool.max_size = 10;
     config.pool.min_idle = 0;
     config.executors = 2;

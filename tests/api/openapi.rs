@@ -16,6 +16,8 @@ async fn the_openapi_document_describes_every_route_and_its_answers() {
     let paths = &doc["paths"];
     let expected: &[(&str, &str, &[&str])] = &[
         ("/health", "get", &["200", "503"]),
+        ("/health/live", "get", &["200"]),
+        ("/health/ready", "get", &["200", "503"]),
         (
             "/api/v1/orders",
             "post",
