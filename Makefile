@@ -1,6 +1,6 @@
 # ordersvc: `make run` to serve, `make test` to test. `make help` lists everything.
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-chaos test-api test-contract test-stress test-stress-extreme test-all-stress bench-stress bench bench-micro db-up db-down db-reset test-db-up test-db-down fmt lint clean
+.PHONY: help build run test test-chaos test-api test-contract test-stress test-stress-extreme test-all-stress bench-stress bench bench-micro db-up db-down db-reset test-db-up test-db-down cluster-up cluster-down cluster-status test-cluster fmt lint clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -54,6 +54,22 @@ test-db-up: ## start the private test cluster
 
 test-db-down: ## stop the private test cluster
 	scripts/db.sh test-down
+
+cluster-up: ## etcd, three PostgreSQL nodes under Patroni, CLUSTER_INSTANCES (2) instances, HAProxy on CLUSTER_PORT (8080)
+	scripts/cluster.sh up
+
+cluster-down: ## stop everything cluster-up started (data stays in .data/cluster)
+	scripts/cluster.sh down
+
+cluster-status: ## Patroni's view (leader, sync standby, lag) and each instance's readiness
+	scripts/cluster.sh status
+
+# A cluster of its own on ports of its own, created afresh and stopped afterwards (its logs stay
+# in .data/cluster/test).
+test-cluster: ## rolling restart, switchover and loss of the database host under load, on a fresh cluster
+	@export CLUSTER_NAME=test CLUSTER_PORT=$${TEST_CLUSTER_PORT:-36080} CLUSTER_BASE_PORT=$${TEST_CLUSTER_BASE_PORT:-36000}; \
+	trap 'scripts/cluster.sh down' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
+	scripts/cluster.sh wipe && scripts/cluster.sh up && cargo test --locked --test cluster
 
 fmt: ## format the code
 	cargo fmt --all
