@@ -48,7 +48,7 @@ pub struct Load<'a> {
     pub retry: bool,
 }
 
-fn order_body(key: &str) -> Value {
+pub fn order_body(key: &str) -> Value {
     json!({
         "customer_name": format!("Load {key}"),
         "customer_email": format!("{key}@example.com"),
@@ -62,7 +62,20 @@ fn order_body(key: &str) -> Value {
 impl Load<'_> {
     pub async fn run(&self, http: &reqwest::Client, stats: &Arc<Stats>) -> Vec<Acked> {
         let deadline = Instant::now() + self.duration;
+        self.run_while(http, stats, || Instant::now() < deadline)
+            .await
+    }
+
+    /// Like `run`, but a client starts each new order only if `more()` says so, instead of
+    /// until `duration` is over: a shared budget of orders, or a flag that an event sets.
+    pub async fn run_while(
+        &self,
+        http: &reqwest::Client,
+        stats: &Arc<Stats>,
+        more: impl Fn() -> bool,
+    ) -> Vec<Acked> {
         let retry = self.retry;
+        let more = &more;
         let clients = (0..self.clients).map(|client| {
             let (http, stats) = (http.clone(), stats.clone());
             let url = format!("{}/api/v1/orders", self.base);
@@ -70,7 +83,7 @@ impl Load<'_> {
             async move {
                 let mut acked = Vec::new();
                 let mut n = 0;
-                while Instant::now() < deadline {
+                while more() {
                     n += 1;
                     let key = format!("{prefix}-{client}-{n}");
                     match create(&http, &url, &key, &stats, retry).await {
