@@ -5,8 +5,8 @@
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
 
-build: ## build the release binaries
-	cargo build --release --locked
+build: ## build the release binaries (the service and the stress client)
+	cargo build --release --locked --workspace
 
 run: ## build, start PostgreSQL if needed, create the database, serve on PORT (default 8080)
 	scripts/run.sh
@@ -75,7 +75,7 @@ fmt: ## format the code
 	cargo fmt --all
 
 lint: ## clippy with warnings as errors, as CI runs it
-	cargo clippy --all-targets --locked -- -D warnings
+	cargo clippy --all-targets --workspace --locked -- -D warnings
 
 clean: ## remove build artifacts (keeps .data)
 	cargo clean

@@ -46,12 +46,7 @@ trap cleanup EXIT
 DATABASE_URL="$DB_URL" PORT="$HTTP_PORT" RUST_LOG=warn \
   "$(bin_path order-service)" >"$DATA/bench-server.log" 2>&1 &
 server=$!
-for _ in $(seq 1 120); do
-  curl -fs "$BASE_URL/health" >/dev/null 2>&1 && break
-  kill -0 "$server" 2>/dev/null || die "the server exited: $(tail -5 "$DATA/bench-server.log")"
-  sleep 0.5
-done
-curl -fs "$BASE_URL/health" >/dev/null || die "the server did not become healthy in 60 s"
+wait_until_ready "$BASE_URL" "$server" "$DATA/bench-server.log" 60
 
 # field NAME LINE: the value of NAME=value in a stress RESULT line.
 field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2"; }

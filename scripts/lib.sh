@@ -91,15 +91,50 @@ server_database_url() {
     "$(percent_encode "${POSTGRES_DBNAME:-orderdb}")" "${POSTGRES_SSLMODE:-disable}"
 }
 
+# The server the scripts talk to: BASE_URL, else the port a local server listens on (PORT,
+# default 8080). Call load_env first, so that a PORT in .env counts.
+default_base_url() {
+  printf '%s' "${BASE_URL:-http://127.0.0.1:${PORT:-8080}}"
+}
+
+# Where cargo builds: CARGO_TARGET_DIR, CARGO_BUILD_TARGET_DIR or `build.target-dir` in a cargo
+# config, else target/ in the workspace. Asked of cargo, which knows every one of those.
+target_dir() {
+  (cd "$ROOT" && cargo metadata --format-version 1 --no-deps) |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'
+}
+
 # The server and stress binaries that with-server.sh and the stress scripts run, built with the
 # cargo profile BUILD_PROFILE: release unless set (CI sets dev to reuse what `make test` built).
+# The stress client is a workspace member of its own (crates/stress), hence --workspace.
 build_bins() {
-  (cd "$ROOT" && cargo build --locked --bins --profile "${BUILD_PROFILE:-release}")
+  (cd "$ROOT" && cargo build --locked --workspace --bins --profile "${BUILD_PROFILE:-release}")
 }
 
 # bin_path NAME: where build_bins put binary NAME.
 bin_path() {
-  local dir="${BUILD_PROFILE:-release}"
+  local dir="${BUILD_PROFILE:-release}" target
   [ "$dir" = dev ] && dir=debug
-  printf '%s' "$ROOT/target/$dir/$1"
+  target="$(target_dir)"
+  [ -n "$target" ] || die "cargo metadata did not name a target directory"
+  printf '%s' "$target/$dir/$1"
+}
+
+# wait_until_ready BASE_URL PID LOG SECONDS: waits until BASE_URL/health/ready answers 200, that
+# is until the server has migrated and its database answers. Dies, with the end of LOG, when
+# process PID exits first or SECONDS pass.
+wait_until_ready() {
+  local url="$1/health/ready" pid="$2" log="$3" within="$4" polls=0
+  until curl -fs -o /dev/null --max-time 2 "$url"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$log" >&2
+      die "the server exited before $url answered 200 (log above, in $log)"
+    fi
+    if [ "$polls" -ge $((within * 2)) ]; then
+      tail -n 20 "$log" >&2
+      die "$url did not answer 200 within $within s (log above, in $log)"
+    fi
+    sleep 0.5
+    polls=$((polls + 1))
+  done
 }

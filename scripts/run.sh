@@ -3,6 +3,8 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
-cargo build --release --locked --bin order-service
+# Always a release build, whatever BUILD_PROFILE the test scripts may have been given.
+BUILD_PROFILE=release
+cargo build --locked --profile "$BUILD_PROFILE" --bin order-service
 scripts/db.sh up
-exec target/release/order-service
+exec "$(bin_path order-service)"

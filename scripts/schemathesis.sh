@@ -3,17 +3,18 @@
 #
 #   BASE_URL=http://127.0.0.1:8080 scripts/schemathesis.sh
 #
-# BASE_URL     server to test (default http://127.0.0.1:8080)
+# BASE_URL     server to test (default http://127.0.0.1:$PORT, PORT defaulting to 8080)
 # API_KEY      sent as `Authorization: Bearer $API_KEY` when the server has API_KEYS set
 # MAX_EXAMPLES test cases per operation and phase (default 100; the run stays within minutes)
 #
 # Creates a virtualenv in .venv-schemathesis on first use. Exits non-zero on any failure.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-BASE_URL="${BASE_URL:-http://127.0.0.1:8080}"
+load_env
+BASE_URL="$(default_base_url)"
 MAX_EXAMPLES="${MAX_EXAMPLES:-100}"
 SCHEMATHESIS_VERSION="4.32.5"
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv-schemathesis"
 
 if [[ ! -x "$VENV/bin/schemathesis" ]] ||

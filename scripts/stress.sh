@@ -2,7 +2,7 @@
 # Stress test: ORDERS orders with CONCURRENCY requests in flight, each read back afterwards, on
 # the server that answers on BASE_URL or on one started for the run (see with-server.sh).
 #
-#   scripts/stress.sh ORDERS CONCURRENCY [stress flags, see target/release/stress --help]
+#   scripts/stress.sh ORDERS CONCURRENCY [stress flags: `stress --help`, crates/stress]
 #
 # BUILD_PROFILE: cargo profile of the binaries (default release).
 #

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # `make test-api`: walks through every endpoint and error case of a running server with curl,
-# failing on the first unexpected answer. BASE_URL defaults to http://localhost:8080;
-# API_KEY is sent as a bearer token when set.
+# failing on the first unexpected answer. BASE_URL defaults to http://127.0.0.1:$PORT (PORT from
+# the environment or .env, else 8080); API_KEY is sent as a bearer token when set.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-BASE="${BASE_URL:-http://localhost:8080}"
+load_env
+BASE="$(default_base_url)"
 AUTH=()
 [ -n "${API_KEY:-}" ] && AUTH=(-H "Authorization: Bearer $API_KEY")
 checks=0

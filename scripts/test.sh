@@ -15,4 +15,5 @@ trap stop EXIT
 
 export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$TEST_PORT/postgres"
 cd "$ROOT"
-cargo test --all-targets --locked "$@"
+# --workspace: the stress client (crates/stress) has unit tests too.
+cargo test --workspace --all-targets --locked "$@"

@@ -15,9 +15,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [ "$#" -gt 0 ] || die "usage: $0 CMD [ARGS...]"
 load_env
-export BASE_URL="${BASE_URL:-http://127.0.0.1:${PORT:-8080}}"
+BASE_URL="$(default_base_url)"
+export BASE_URL
 SERVER_LOG="$DATA/server.log"
-# How long a started server may take to answer /health (it migrates the database first).
+# How long a started server may take to be ready (it migrates the database first).
 READY_WITHIN=60
 
 server_pid=""
@@ -25,7 +26,6 @@ db_started=0
 
 # Any HTTP answer counts: a server that is up but unhealthy is still not ours to replace.
 answers() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$BASE_URL/health")" != "000" ]; }
-healthy() { curl -fs -o /dev/null --max-time 2 "$BASE_URL/health"; }
 
 # The port in BASE_URL, where the started server must listen.
 base_url_port() {
@@ -67,25 +67,12 @@ start_database() {
 }
 
 start_server() {
-  local waited=0
   mkdir -p "$DATA"
   PORT="${PORT:-$(base_url_port)}" HOST="${HOST:-127.0.0.1}" \
     "$(bin_path order-service)" >"$SERVER_LOG" 2>&1 &
   server_pid=$!
   say "with-server: started the server (pid $server_pid), logging to .data/server.log"
-  until healthy; do
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-      tail -n 20 "$SERVER_LOG" >&2
-      server_pid=""
-      die "the server exited before answering $BASE_URL/health (log above, in .data/server.log)"
-    fi
-    if [ "$waited" -ge $((READY_WITHIN * 2)) ]; then
-      tail -n 20 "$SERVER_LOG" >&2
-      die "the server did not answer $BASE_URL/health within $READY_WITHIN s (log above)"
-    fi
-    sleep 0.5
-    waited=$((waited + 1))
-  done
+  wait_until_ready "$BASE_URL" "$server_pid" "$SERVER_LOG" "$READY_WITHIN"
 }
 
 if answers; then
