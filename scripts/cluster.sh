@@ -18,6 +18,8 @@
 # CLUSTER_BASE_PORT  the other ports (default 25000): +0 primary, +1/+2 etcd client/peer,
 #                    +3 HAProxy stats, +11.. PostgreSQL nodes, +21.. Patroni REST, +31.. instances
 # CLUSTER_INSTANCES  service instances (default 2)
+# CLUSTER_DB_ROUTE   how the instances find the primary: haproxy (its primary port, default) or
+#                    hosts (a URL naming every node, target_session_attrs=read-write)
 # SHUTDOWN_GRACE     how long a SIGTERMed instance keeps serving while HAProxy takes it out (3s)
 # BUILD_PROFILE      cargo profile of the service binary (default release)
 # PATRONI_TTL, PATRONI_LOOP_WAIT, PATRONI_RETRY_TIMEOUT  Patroni timings at creation (10, 2, 4)
@@ -37,6 +39,8 @@ SHUTDOWN_GRACE="${SHUTDOWN_GRACE:-3s}"
 PATRONI_TTL="${PATRONI_TTL:-10}"
 PATRONI_LOOP_WAIT="${PATRONI_LOOP_WAIT:-2}"
 PATRONI_RETRY_TIMEOUT="${PATRONI_RETRY_TIMEOUT:-4}"
+DB_ROUTE="${CLUSTER_DB_ROUTE:-haproxy}"
+[[ "$DB_ROUTE" =~ ^(haproxy|hosts)$ ]] || die "CLUSTER_DB_ROUTE must be haproxy or hosts (got $DB_ROUTE)"
 # The instances' readiness route, which HAProxy checks.
 HEALTH_PATH="${CLUSTER_HEALTH_PATH:-/health/ready}"
 PRIMARY_PORT=$BASE
@@ -143,7 +147,18 @@ load_secrets() {
   source "$file"
 }
 
-app_database_url() { echo "postgres://$APP_USER:$APP_PASSWORD@127.0.0.1:$PRIMARY_PORT/$DB_NAME"; }
+# The instances reach the primary through HAProxy's port, or (CLUSTER_DB_ROUTE=hosts) with every
+# node in the URL, where the driver skips the standbys (target_session_attrs=read-write).
+app_database_url() {
+  local hosts node
+  case "$DB_ROUTE" in
+    haproxy) echo "postgres://$APP_USER:$APP_PASSWORD@127.0.0.1:$PRIMARY_PORT/$DB_NAME" ;;
+    hosts)
+      hosts="$(for node in "${NODES[@]}"; do printf '127.0.0.1:%s,' "$(pg_port "$node")"; done)"
+      echo "postgres://$APP_USER:$APP_PASSWORD@${hosts%,}/$DB_NAME?target_session_attrs=read-write"
+      ;;
+  esac
+}
 
 write_cluster_env() {
   local urls=() i
@@ -378,7 +393,7 @@ up() {
     wait_for "HAProxy sending to instance $i" 10 haproxy_up "instance-$i"
   done
   status
-  say "cluster: up. Service: http://127.0.0.1:$CLUSTER_PORT  Primary: $(app_database_url | sed 's/:[^:@]*@/:***@/')"
+  say "cluster: up. Service: http://127.0.0.1:$CLUSTER_PORT  Instances' database: $(app_database_url | sed 's/:[^:@/]*@/:***@/')"
   say "cluster: the full URLs are in ${CDIR#"$ROOT"/}/cluster.env"
 }
 
