@@ -14,14 +14,20 @@ use order_service::domain::{CreateRequest, ItemInput, NewOrder};
 
 fn bench_order() -> CreateRequest {
     let items = [("Stress Item A", 1, "99.99"), ("Stress Item B", 2, "49.99")].map(
-        |(name, quantity, price)| ItemInput {
-            product_name: name,
-            quantity,
-            unit_price: price,
+        |(name, quantity, price)| {
+            Ok(ItemInput {
+                product_name: Ok(name),
+                quantity: Ok(quantity),
+                unit_price: Ok(price),
+            })
         },
     );
-    let order = NewOrder::parse("Bench Customer", "bench@example.com", items.into_iter())
-        .expect("valid order");
+    let order = NewOrder::parse(
+        Ok("Bench Customer"),
+        Ok("bench@example.com"),
+        Ok(items.into_iter()),
+    )
+    .expect("valid order");
     CreateRequest { order, key: None }
 }
 

@@ -12,12 +12,19 @@ use order_service::domain::{
 const STRESS_ITEMS: [(&str, i64, &str); 2] = [("Widget", 1, "99.99"), ("Gadget", 2, "49.99")];
 
 fn parse(items: &[(&str, i64, &str)]) -> NewOrder {
-    let inputs = items.iter().map(|&(name, quantity, price)| ItemInput {
-        product_name: name,
-        quantity,
-        unit_price: price,
+    let inputs = items.iter().map(|&(name, quantity, price)| {
+        Ok(ItemInput {
+            product_name: Ok(name),
+            quantity: Ok(quantity),
+            unit_price: Ok(price),
+        })
     });
-    NewOrder::parse("StressTest Customer 1", "stress1@example.com", inputs).expect("valid order")
+    NewOrder::parse(
+        Ok("StressTest Customer 1"),
+        Ok("stress1@example.com"),
+        Ok(inputs),
+    )
+    .expect("valid order")
 }
 
 fn validation(c: &mut Criterion) {

@@ -189,18 +189,22 @@ async fn store_one(
     conn: &mut AsyncPgConnection,
     request: &CreateRequest,
 ) -> Result<Created, StoreError> {
-    let attempts = if request.key.is_some() { 2 } else { 1 };
-    let mut outcome = Err(StoreError::NotFound);
-    for _ in 0..attempts {
-        outcome = match db::insert_orders(conn, std::slice::from_ref(request)).await {
-            Ok(mut one) => one.remove(0),
+    let mut retry = request.key.is_some();
+    loop {
+        let outcome = match db::insert_orders(conn, std::slice::from_ref(request)).await {
+            Ok(mut one) => one.pop().unwrap_or_else(|| {
+                Err(StoreError::Impossible(
+                    "no outcome for a one-order batch".into(),
+                ))
+            }),
             Err(e) => Err(e),
         };
-        if !matches!(outcome, Err(StoreError::Rejected(_))) {
-            break;
+        if retry && matches!(outcome, Err(StoreError::ConstraintViolated(_))) {
+            retry = false;
+            continue;
         }
+        return outcome;
     }
-    outcome
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> &str {
@@ -274,10 +278,14 @@ impl Handler<ChangeStatus> for DbExecutor {
 
     fn handle(
         &mut self,
-        ChangeStatus { id, to }: ChangeStatus,
+        ChangeStatus {
+            id,
+            to,
+            precondition,
+        }: ChangeStatus,
         _: &mut Context<Self>,
     ) -> Self::Result {
-        self.run(async move |conn| db::change_status(conn, id, to).await)
+        self.run(async move |conn| db::change_status(conn, id, to, precondition.as_ref()).await)
     }
 }
 

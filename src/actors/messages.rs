@@ -2,7 +2,9 @@ use actix::Message;
 
 use super::ExecutorError;
 use crate::db::{Created, OrderPage};
-use crate::domain::{CreateRequest, Order, OrderId, OrderStatus, PageRequest, StatusChange};
+use crate::domain::{
+    CreateRequest, Order, OrderId, OrderStatus, PageRequest, Precondition, StatusChange,
+};
 
 /// Store a validated order with its items, unless its idempotency key was seen before.
 #[derive(Message)]
@@ -24,12 +26,14 @@ pub struct GetHistory(pub OrderId);
 #[rtype(result = "Result<OrderPage, ExecutorError>")]
 pub struct ListOrders(pub PageRequest);
 
-/// Move an order to another status, if the state machine allows it.
+/// Move an order to another status, if the state machine allows it and the order is still at
+/// a version the precondition accepts.
 #[derive(Message)]
 #[rtype(result = "Result<Order, ExecutorError>")]
 pub struct ChangeStatus {
     pub id: OrderId,
     pub to: OrderStatus,
+    pub precondition: Option<Precondition>,
 }
 
 /// Check that a pooled connection answers.

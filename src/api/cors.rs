@@ -4,8 +4,7 @@ use actix_cors::Cors;
 use actix_web::http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use actix_web::http::Method;
 
-use super::observe::X_REQUEST_ID;
-use super::orders::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
+use super::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, X_REQUEST_ID};
 
 /// How long a browser may reuse a preflight answer.
 const PREFLIGHT_MAX_AGE_SECS: usize = 3600;

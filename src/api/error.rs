@@ -7,10 +7,46 @@ use utoipa::ToSchema;
 
 use crate::actors::ExecutorError;
 use crate::db::StoreError;
-use crate::domain::{FieldError, IllegalTransition, OrderStatus, RequestId, ValidationErrors};
+use crate::domain::{
+    FieldError, IllegalTransition, OrderStatus, RequestId, ValidationErrors, VersionMismatch,
+};
 
 /// Seconds a client should wait before retrying after a 503.
 pub(super) const RETRY_AFTER_SECS: &str = "1";
+
+/// Every `code` an error answer can carry: what went wrong, for programs. The OpenAPI
+/// document lists them from this enum, and a test holds the README's table to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A field breaks a rule, is missing or has the wrong JSON type (see `details`).
+    ValidationFailed,
+    /// The body is not JSON at all.
+    InvalidJson,
+    /// The body could not be read.
+    InvalidBody,
+    InvalidId,
+    InvalidLimit,
+    InvalidCursor,
+    InvalidQuery,
+    InvalidPath,
+    InvalidIdempotencyKey,
+    UnknownParameter,
+    /// Refused by a layer before our handlers (a CORS preflight from an origin not allowed).
+    RequestRejected,
+    Unauthorized,
+    OrderNotFound,
+    RouteNotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    InvalidTransition,
+    PreconditionFailed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    IdempotencyKeyReused,
+    ServiceUnavailable,
+    InternalError,
+}
 
 /// Every way a request can fail, and (in `ResponseError` and `identify`) the one place that
 /// turns each into an HTTP status and a JSON body `{"error", "code", "request_id", …}`.
@@ -19,13 +55,16 @@ pub enum ApiError {
     #[error("request validation failed")]
     Validation(#[from] ValidationErrors),
     #[error("{message}")]
-    BadRequest { code: &'static str, message: String },
+    BadRequest { code: ErrorCode, message: String },
     #[error("order not found")]
     OrderNotFound,
     #[error("this Idempotency-Key was already used with a different request body")]
     IdempotencyKeyReused,
     #[error(transparent)]
     IllegalTransition(#[from] IllegalTransition),
+    /// `If-Match` named another version of the order than the current one.
+    #[error(transparent)]
+    PreconditionFailed(VersionMismatch),
     #[error("no route for {0}")]
     RouteNotFound(String),
     #[error("method {method} is not allowed on this route")]
@@ -44,33 +83,34 @@ pub enum ApiError {
     Internal(String),
     /// A refusal from outside our handlers (actix-cors …): its status and message, our body.
     #[error("{message}")]
-    Rejected { status: StatusCode, message: String },
+    RefusedBeforeHandler { status: StatusCode, message: String },
 }
 
 impl ApiError {
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::BadRequest {
             code,
             message: message.into(),
         }
     }
 
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            Self::Validation(_) => "validation_failed",
-            Self::BadRequest { code, .. } => code,
-            Self::OrderNotFound => "order_not_found",
-            Self::IdempotencyKeyReused => "idempotency_key_reused",
-            Self::IllegalTransition(_) => "invalid_transition",
-            Self::RouteNotFound(_) => "route_not_found",
-            Self::MethodNotAllowed { .. } => "method_not_allowed",
-            Self::Unauthorized => "unauthorized",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::PayloadTooLarge(_) => "payload_too_large",
-            Self::RequestTimeout => "request_timeout",
-            Self::Unavailable(_) => "service_unavailable",
-            Self::Internal(_) => "internal_error",
-            Self::Rejected { .. } => "request_rejected",
+            Self::Validation(_) => ErrorCode::ValidationFailed,
+            Self::BadRequest { code, .. } => *code,
+            Self::OrderNotFound => ErrorCode::OrderNotFound,
+            Self::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            Self::IllegalTransition(_) => ErrorCode::InvalidTransition,
+            Self::PreconditionFailed(_) => ErrorCode::PreconditionFailed,
+            Self::RouteNotFound(_) => ErrorCode::RouteNotFound,
+            Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+            Self::Unauthorized => ErrorCode::Unauthorized,
+            Self::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            Self::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            Self::RequestTimeout => ErrorCode::RequestTimeout,
+            Self::Unavailable(_) => ErrorCode::ServiceUnavailable,
+            Self::Internal(_) => ErrorCode::InternalError,
+            Self::RefusedBeforeHandler { .. } => ErrorCode::RequestRejected,
         }
     }
 
@@ -100,7 +140,7 @@ impl ApiError {
         if status.is_server_error() {
             Self::Internal(error.to_string())
         } else {
-            Self::Rejected {
+            Self::RefusedBeforeHandler {
                 status,
                 message: error.to_string(),
             }
@@ -114,15 +154,15 @@ impl From<ExecutorError> for ApiError {
             ExecutorError::Store(StoreError::NotFound) => Self::OrderNotFound,
             ExecutorError::Store(StoreError::IdempotencyKeyReused) => Self::IdempotencyKeyReused,
             ExecutorError::Store(StoreError::IllegalTransition(e)) => Self::IllegalTransition(e),
+            ExecutorError::Store(StoreError::VersionMismatch(e)) => Self::PreconditionFailed(e),
             ExecutorError::Store(StoreError::Unavailable(cause)) => Self::Unavailable(cause),
             ExecutorError::Mailbox(e) => Self::Unavailable(e.to_string()),
             ExecutorError::Interrupted => Self::Unavailable(error.to_string()),
-            ExecutorError::Store(StoreError::Rejected(e)) => Self::Internal(format!(
+            ExecutorError::Store(StoreError::ConstraintViolated(e)) => Self::Internal(format!(
                 "BUG: the domain let through a value the database refused: {e}"
             )),
-            other @ (ExecutorError::Store(StoreError::Query(_)) | ExecutorError::Panicked) => {
-                Self::Internal(other.to_string())
-            }
+            other @ (ExecutorError::Store(StoreError::Query(_) | StoreError::Impossible(_))
+            | ExecutorError::Panicked) => Self::Internal(other.to_string()),
         }
     }
 }
@@ -133,10 +173,8 @@ pub(crate) struct ErrorBody<'a> {
     /// What went wrong, for people.
     #[schema(example = "request validation failed")]
     error: String,
-    /// What went wrong, for programs: `validation_failed`, `invalid_json`, `invalid_id`,
-    /// `order_not_found`, `invalid_transition`, `unauthorized` …
-    #[schema(example = "validation_failed")]
-    code: &'static str,
+    /// What went wrong, for programs.
+    code: ErrorCode,
     /// The request's `X-Request-Id` (the client's, or one generated for it): quote it when
     /// reporting a problem, it finds the request in the server's log.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -162,6 +200,7 @@ impl ResponseError for ApiError {
             Self::Validation(_) | Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::OrderNotFound | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
             Self::IllegalTransition(_) => StatusCode::CONFLICT,
+            Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -170,7 +209,7 @@ impl ResponseError for ApiError {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Rejected { status, .. } => *status,
+            Self::RefusedBeforeHandler { status, .. } => *status,
         }
     }
 
@@ -187,6 +226,11 @@ impl ResponseError for ApiError {
             }
             Self::Unauthorized => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            Self::PreconditionFailed(mismatch) => {
+                response.insert_header(header::ETag(header::EntityTag::new_strong(
+                    mismatch.current.tag().to_owned(),
+                )));
             }
             _ => {}
         }
@@ -237,4 +281,25 @@ pub(super) fn identify(response: HttpResponse, request_id: &RequestId) -> HttpRe
         );
         BoxBody::new(body)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_impossible_database_answer_is_a_500_whose_cause_stays_in_the_log() {
+        let error = ApiError::from(ExecutorError::Store(StoreError::Impossible(
+            "the batch insert returned 1 rows for 2 orders".into(),
+        )));
+
+        assert_eq!(error.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(error.code(), ErrorCode::InternalError);
+        let body = serde_json::to_value(error.body(None)).unwrap();
+        assert_eq!(body["error"], "internal server error");
+        assert!(
+            matches!(&error, ApiError::Internal(cause) if cause.contains("1 rows for 2 orders")),
+            "the cause is kept for the log: {error:?}"
+        );
+    }
 }

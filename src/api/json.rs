@@ -1,13 +1,15 @@
-//! How domain values look in JSON.
+//! How domain values look in JSON, and how request bodies are read so that every missing or
+//! mistyped field is reported at once.
 
 use std::str::FromStr;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::domain::Money;
+use crate::domain::{Given, Money};
 
 /// Money is a JSON number with exactly two decimals (`999.99`, `75.00`). serde_json's
 /// `arbitrary_precision` writes the decimal text as is, so no float ever touches the value.
@@ -36,10 +38,74 @@ impl PartialSchema for Money {
 
 impl ToSchema for Money {}
 
+/// A field of a request body, read without failing the whole body. serde stops at the first
+/// missing or mistyped field; reading each field through this type instead lets the domain
+/// report every problem in one answer. `null` counts as missing.
+#[derive(Default)]
+pub enum Field<T> {
+    #[default]
+    Missing,
+    WrongType,
+    Given(T),
+}
+
+/// What a field's JSON must be, in words for the client ("a string").
+pub trait JsonKind {
+    const KIND: &'static str;
+}
+
+impl JsonKind for String {
+    const KIND: &'static str = "a string";
+}
+
+impl JsonKind for serde_json::Number {
+    const KIND: &'static str = "a number";
+}
+
+impl<T> JsonKind for Vec<T> {
+    const KIND: &'static str = "an array";
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Field<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Only bytes that are not JSON at all fail here; a value of the wrong type is kept as
+        // `WrongType` for the domain to report.
+        let value = serde_json::Value::deserialize(deserializer)?;
+        if value.is_null() {
+            return Ok(Self::Missing);
+        }
+        Ok(T::deserialize(value).map_or(Self::WrongType, Self::Given))
+    }
+}
+
+impl<T: JsonKind> Field<T> {
+    /// The value, or what the client must fix: "is required", "must be a string" …
+    pub fn given(&self) -> Given<&T> {
+        match self {
+            Self::Given(value) => Ok(value),
+            Self::Missing => Err("is required".into()),
+            Self::WrongType => Err(format!("must be {}", T::KIND)),
+        }
+    }
+}
+
+/// An integer that also takes integral numbers written with a zero fraction (`2.0`).
+pub struct Integer(pub i64);
+
+impl<'de> Deserialize<'de> for Integer {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        integer(deserializer).map(Self)
+    }
+}
+
+impl JsonKind for Integer {
+    const KIND: &'static str = "an integer";
+}
+
 /// An integer field that also takes integral numbers written with a zero fraction (`2.0`), as
 /// JSON Schema's `integer` does. Exponents are refused rather than expanded, so `1e999999999`
 /// costs nothing; anything beyond `i64` is refused like any other non-integer.
-pub fn integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+fn integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
     let number = serde_json::Number::deserialize(deserializer)?;
     let text = number.to_string();
     let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
@@ -54,7 +120,39 @@ pub fn integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Err
 
 #[cfg(test)]
 mod tests {
+    use super::{Field, Integer};
     use crate::domain::Money;
+
+    #[test]
+    fn a_field_is_given_missing_or_of_the_wrong_type() {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            #[serde(default)]
+            name: Field<String>,
+            #[serde(default)]
+            n: Field<Integer>,
+        }
+        let read = |json: &str| {
+            let body: Body = serde_json::from_str(json).unwrap();
+            (body.name.given().cloned(), body.n.given().map(|n| n.0))
+        };
+        assert_eq!(read(r#"{"name":"a","n":2}"#), (Ok("a".into()), Ok(2)));
+        assert_eq!(
+            read(r#"{"name":null}"#),
+            (Err("is required".into()), Err("is required".into()))
+        );
+        assert_eq!(
+            read(r#"{"name":5,"n":"2"}"#),
+            (
+                Err("must be a string".into()),
+                Err("must be an integer".into())
+            )
+        );
+        assert!(
+            serde_json::from_str::<Body>(r#"{"name":"#).is_err(),
+            "bytes that are not JSON still fail"
+        );
+    }
 
     #[test]
     fn money_is_a_json_number_with_two_decimals() {
@@ -77,8 +175,7 @@ mod tests {
     fn integers_may_carry_a_zero_fraction_but_nothing_else() {
         #[derive(serde::Deserialize)]
         struct Field {
-            #[serde(deserialize_with = "super::integer")]
-            n: i64,
+            n: super::Integer,
         }
         let cases: &[(&str, Option<i64>)] = &[
             ("7", Some(7)),
@@ -97,7 +194,7 @@ mod tests {
         ];
         for (json, expected) in cases {
             let got = serde_json::from_str::<Field>(&format!(r#"{{"n": {json}}}"#)).ok();
-            assert_eq!(got.map(|f| f.n), *expected, "{json}");
+            assert_eq!(got.map(|f| f.n.0), *expected, "{json}");
         }
     }
 }

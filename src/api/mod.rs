@@ -5,6 +5,7 @@
 mod auth;
 mod cors;
 mod error;
+mod headers;
 mod health;
 mod json;
 mod limits;

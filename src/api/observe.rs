@@ -6,17 +6,16 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::HeaderValue;
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::HttpResponse;
 use log::Level;
 
 use super::error::identify;
+use super::headers::X_REQUEST_ID;
 use crate::domain::RequestId;
 use crate::metrics;
-
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The `route` label of requests that matched no route: a fixed value, because raw paths would
 /// make one series per path anyone cares to send.

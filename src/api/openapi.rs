@@ -16,7 +16,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::auth::ApiKeys;
 use super::error::ErrorBody;
-use super::observe::X_REQUEST_ID;
+use super::headers::X_REQUEST_ID;
 use super::{health, metrics, orders};
 
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";

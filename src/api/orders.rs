@@ -1,48 +1,60 @@
-use actix_web::http::header::{self, HeaderName};
+use actix_web::http::header::{self, ETag, EntityTag, Header, IfMatch, IfNoneMatch};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::error::ErrorBody;
+use super::error::{ErrorBody, ErrorCode};
+use super::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
+use super::json::{Field, Integer, JsonKind};
 use super::ApiError;
 use crate::actors::{ChangeStatus, CreateOrder, Executors, GetHistory, GetOrder, ListOrders};
 use crate::db::Created;
 use crate::domain::{
     CreateRequest, Cursor, FilterInput, IdempotencyKey, ItemInput, ListFilter, NewOrder, Order,
-    OrderId, OrderStatus, PageLimit, PageRequest, StatusChange, ValidationErrors,
+    OrderId, OrderStatus, PageLimit, PageRequest, Precondition, StatusChange, UnknownStatus,
+    ValidationErrors,
 };
 
-pub(super) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-pub(super) const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
-
-/// A new order. Every broken rule is reported at once, as `400 validation_failed`.
+/// A new order. Every problem is reported at once, as `400 validation_failed` with one
+/// `details` entry per field: broken rules, missing fields and values of the wrong JSON type.
 #[derive(Deserialize, ToSchema)]
+#[serde(expecting = "a JSON object")]
 pub struct CreateOrderRequest {
     /// 1–255 characters after trimming surrounding whitespace; no NUL.
-    #[schema(min_length = 1, max_length = 255, example = "John Doe")]
-    customer_name: String,
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 255, example = "John Doe")]
+    #[serde(default)]
+    customer_name: Field<String>,
     /// A plausible address `local@domain.tld`, at most 255 characters.
-    #[schema(format = Email, max_length = 255, example = "john@example.com")]
-    customer_email: String,
+    #[schema(value_type = String, required = true, format = Email, max_length = 255, example = "john@example.com")]
+    #[serde(default)]
+    customer_email: Field<String>,
     /// The order total (the lines' `quantity × unit_price` summed) must not exceed
     /// 999,999,999,999.99.
-    #[schema(min_items = 1, max_items = 100)]
-    items: Vec<CreateItemRequest>,
+    #[schema(value_type = Vec<CreateItemRequest>, required = true, min_items = 1, max_items = 100)]
+    #[serde(default)]
+    items: Field<Vec<Field<CreateItemRequest>>>,
 }
 
 /// One order line.
 #[derive(Deserialize, ToSchema)]
+#[serde(expecting = "a JSON object")]
 pub struct CreateItemRequest {
     /// 1–255 characters after trimming surrounding whitespace; no NUL.
-    #[schema(min_length = 1, max_length = 255, example = "Laptop")]
-    product_name: String,
-    #[schema(minimum = 1, maximum = 1_000_000, example = 1)]
-    #[serde(deserialize_with = "super::json::integer")]
-    quantity: i64,
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 255, example = "Laptop")]
+    #[serde(default)]
+    product_name: Field<String>,
+    #[schema(value_type = i64, required = true, minimum = 1, maximum = 1_000_000, example = 1)]
+    #[serde(default)]
+    quantity: Field<Integer>,
     /// Kept as the number's decimal text so that the price is parsed exactly, never via f64.
     /// At most two decimals.
-    #[schema(value_type = f64, minimum = 0, maximum = 9_999_999_999.99, example = 999.99)]
-    unit_price: serde_json::Number,
+    #[schema(value_type = f64, required = true, minimum = 0, maximum = 9_999_999_999.99, example = 999.99)]
+    #[serde(default)]
+    unit_price: Field<serde_json::Number>,
+}
+
+impl JsonKind for CreateItemRequest {
+    const KIND: &'static str = "an object";
 }
 
 #[derive(Deserialize)]
@@ -77,13 +89,15 @@ pub struct HistoryResponse {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(expecting = "a JSON object")]
 pub struct StatusRequest {
-    #[schema(value_type = OrderStatus)]
-    status: String,
+    #[schema(value_type = OrderStatus, required = true)]
+    #[serde(default)]
+    status: Field<String>,
 }
 
 fn parse_id(id: &str) -> Result<OrderId, ApiError> {
-    OrderId::parse(id).map_err(|message| ApiError::bad_request("invalid_id", message))
+    OrderId::parse(id).map_err(|message| ApiError::bad_request(ErrorCode::InvalidId, message))
 }
 
 /// Create an order with its items (`POST /api/v1/orders`).
@@ -99,7 +113,8 @@ fn parse_id(id: &str) -> Result<OrderId, ApiError> {
             headers(("location" = String, description = "/api/v1/orders/{id} of the new order"),
                     ("idempotent-replayed" = String, description = "`true` when the answer replays an earlier request with the same Idempotency-Key"))),
         (status = 422, description = "The Idempotency-Key was used before with a different body (`idempotency_key_reused`)", body = ErrorBody),
-        (status = 400, description = "A field breaks a rule (`validation_failed`) or the body is not the JSON expected (`invalid_json`)", body = ErrorBody),
+        (status = 400, description = "`validation_failed`: every field that is missing, of the wrong JSON type or breaking a rule, one `details` entry each; \
+            `invalid_json`: the body is not JSON at all; `invalid_body`: the body could not be read; `invalid_idempotency_key`", body = ErrorBody),
         (status = 408, description = "Body not received within the request timeout", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body not sent as `application/json`", body = ErrorBody),
@@ -111,21 +126,21 @@ pub async fn create_order(
     body: web::Json<CreateOrderRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
-    let prices: Vec<String> = request
-        .items
-        .iter()
-        .map(|item| item.unit_price.to_string())
-        .collect();
-    let items = request
-        .items
-        .iter()
-        .zip(&prices)
-        .map(|(item, price)| ItemInput {
-            product_name: &item.product_name,
-            quantity: item.quantity,
-            unit_price: price,
-        });
-    let order = NewOrder::parse(&request.customer_name, &request.customer_email, items)?;
+    let items = request.items.given().map(|items| {
+        items.iter().map(|item| {
+            item.given().map(|item| ItemInput {
+                product_name: item.product_name.given().map(String::as_str),
+                quantity: item.quantity.given().map(|quantity| quantity.0),
+                // The number's text as sent: no float ever touches a price.
+                unit_price: item.unit_price.given().map(serde_json::Number::as_str),
+            })
+        })
+    });
+    let order = NewOrder::parse(
+        request.customer_name.given().map(String::as_str),
+        request.customer_email.given().map(String::as_str),
+        items,
+    )?;
     let key = idempotency_key(&http)?;
     let (order, replayed) = match executors
         .send(CreateOrder(CreateRequest { order, key }))
@@ -155,7 +170,7 @@ fn idempotency_key(http: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiErro
         .and_then(IdempotencyKey::parse);
     parsed
         .map(Some)
-        .map_err(|message| ApiError::bad_request("invalid_idempotency_key", message))
+        .map_err(|message| ApiError::bad_request(ErrorCode::InvalidIdempotencyKey, message))
 }
 
 /// Read one order with its items (`GET /api/v1/orders/{id}`).
@@ -163,15 +178,22 @@ fn idempotency_key(http: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiErro
     get,
     path = "/api/v1/orders/{id}",
     tag = "orders",
-    params(("id" = i64, Path, description = "The order's id, a positive 64-bit integer", minimum = 1)),
+    params(
+        ("id" = i64, Path, description = "The order's id, a positive 64-bit integer", minimum = 1),
+        ("If-None-Match" = Option<String>, Header, description = "The `ETag` of a copy the client holds: `304` while it is current"),
+    ),
     responses(
-        (status = 200, description = "The order with its items", body = Order),
-        (status = 400, description = "The id is not a positive 64-bit integer", body = ErrorBody),
+        (status = 200, description = "The order with its items", body = Order,
+            headers(("etag" = String, description = "The order's version; it changes with every status change"))),
+        (status = 304, description = "`If-None-Match` named the current version: no body",
+            headers(("etag" = String, description = "The order's version"))),
+        (status = 400, description = "The id is not a positive 64-bit integer (`invalid_id`)", body = ErrorBody),
         (status = 404, description = "No such order", body = ErrorBody),
     ),
 )]
 pub async fn get_order(
     executors: web::Data<Executors>,
+    http: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
@@ -179,7 +201,67 @@ pub async fn get_order(
         .send(GetOrder(id))
         .await?
         .ok_or(ApiError::OrderNotFound)?;
-    Ok(HttpResponse::Ok().json(order))
+    let tag = entity_tag(&order);
+    // A malformed If-None-Match is ignored: the full answer is always a safe one.
+    let unchanged = match IfNoneMatch::parse(&http) {
+        Ok(IfNoneMatch::Any) => true,
+        Ok(IfNoneMatch::Items(tags)) => tags.iter().any(|seen| seen.weak_eq(&tag)),
+        Err(_) => false,
+    };
+    if unchanged {
+        return Ok(HttpResponse::NotModified()
+            .insert_header(ETag(tag))
+            .finish());
+    }
+    Ok(HttpResponse::Ok().insert_header(ETag(tag)).json(order))
+}
+
+/// The order's version as an HTTP entity tag.
+fn entity_tag(order: &Order) -> EntityTag {
+    EntityTag::new_strong(order.version().tag().to_owned())
+}
+
+/// `If-Match` as the domain's precondition; `None` without the header. Weak tags never match,
+/// as HTTP's strong comparison wants, and a header that names no valid tag matches nothing.
+fn precondition(http: &HttpRequest) -> Option<Precondition> {
+    if !http.headers().contains_key(header::IF_MATCH) {
+        return None;
+    }
+    Some(match IfMatch::parse(http) {
+        Ok(IfMatch::Any) => Precondition::AnyVersion,
+        Ok(IfMatch::Items(tags)) => Precondition::OneOf(
+            tags.into_iter()
+                .filter(|tag| !tag.weak)
+                .map(|tag| tag.tag().to_owned())
+                .collect(),
+        ),
+        Err(_) => Precondition::OneOf(Vec::new()),
+    })
+}
+
+/// The query parameters of the order list.
+const LIST_PARAMETERS: [&str; 6] = [
+    "limit",
+    "cursor",
+    "status",
+    "customer_email",
+    "created_after",
+    "created_before",
+];
+
+/// A parameter the route does not know is refused: a typo (`?staus=pending`) silently ignored
+/// would answer something else than what was asked.
+fn reject_unknown_parameters(query: &str, accepted: &[&str]) -> Result<(), ApiError> {
+    match form_urlencoded::parse(query.as_bytes()).find(|(name, _)| !accepted.contains(&&**name)) {
+        None => Ok(()),
+        Some((name, _)) => Err(ApiError::bad_request(
+            ErrorCode::UnknownParameter,
+            format!(
+                "unknown query parameter {name:?}; this route takes {}",
+                accepted.join(", ")
+            ),
+        )),
+    }
 }
 
 /// List orders, newest first, one page at a time, optionally filtered
@@ -203,15 +285,18 @@ pub async fn get_order(
     responses(
         (status = 200, description = "Newest first, by `created_at` then `id`; the filters combine with AND", body = OrderPageResponse),
         (status = 400, description = "A bad `limit` (`invalid_limit`) or `cursor` (`invalid_cursor`, also for a cursor sent with other filters \
-            than its page's), or bad filters (`validation_failed`, one detail per parameter)", body = ErrorBody),
+            than its page's), bad filters (`validation_failed`, one detail per parameter), a parameter the route does not take \
+            (`unknown_parameter`), or a query string that cannot be read (`invalid_query`)", body = ErrorBody),
     ),
 )]
 pub async fn list_orders(
     executors: web::Data<Executors>,
+    http: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    reject_unknown_parameters(http.query_string(), &LIST_PARAMETERS)?;
     let limit = PageLimit::parse(query.limit.as_deref())
-        .map_err(|m| ApiError::bad_request("invalid_limit", m))?;
+        .map_err(|m| ApiError::bad_request(ErrorCode::InvalidLimit, m))?;
     let filter = ListFilter::parse(FilterInput {
         status: query.status.as_deref(),
         customer_email: query.customer_email.as_deref(),
@@ -223,7 +308,7 @@ pub async fn list_orders(
         .as_deref()
         .map(|cursor| Cursor::parse(cursor, &filter))
         .transpose()
-        .map_err(|m| ApiError::bad_request("invalid_cursor", m))?;
+        .map_err(|m| ApiError::bad_request(ErrorCode::InvalidCursor, m))?;
     let page = executors
         .send(ListOrders(PageRequest {
             limit,
@@ -269,30 +354,45 @@ pub async fn order_history(
     put,
     path = "/api/v1/orders/{id}/status",
     tag = "orders",
-    params(("id" = i64, Path, description = "The order's id, a positive 64-bit integer", minimum = 1)),
+    params(
+        ("id" = i64, Path, description = "The order's id, a positive 64-bit integer", minimum = 1),
+        ("If-Match" = Option<String>, Header, description = "Change only if the order is still at this version (its `ETag`), or `*`"),
+    ),
     request_body = StatusRequest,
     responses(
-        (status = 200, description = "The order after the change (unchanged when it already had that status)", body = Order),
-        (status = 400, description = "Unknown status, bad id or bad JSON", body = ErrorBody),
+        (status = 200, description = "The order after the change (unchanged when it already had that status)", body = Order,
+            headers(("etag" = String, description = "The order's version after the change"))),
+        (status = 400, description = "`validation_failed` (no status, not a string, or unknown), `invalid_id`, `invalid_json`, `invalid_body`", body = ErrorBody),
         (status = 404, description = "No such order", body = ErrorBody),
         (status = 408, description = "Body not received within the request timeout", body = ErrorBody),
         (status = 409, description = "The lifecycle forbids this move; `current_status` and `allowed_transitions` say what is possible", body = ErrorBody),
+        (status = 412, description = "`If-Match` named another version than the current one (`precondition_failed`); `ETag` is the current one", body = ErrorBody,
+            headers(("etag" = String, description = "The order's current version"))),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body not sent as `application/json`", body = ErrorBody),
     ),
 )]
 pub async fn update_status(
     executors: web::Data<Executors>,
+    http: HttpRequest,
     id: web::Path<String>,
     body: web::Json<StatusRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
+    let precondition = precondition(&http);
     let to: OrderStatus = body
         .status
-        .parse()
-        .map_err(|e: crate::domain::UnknownStatus| {
-            ValidationErrors::single("status", e.to_string())
-        })?;
-    let order = executors.send(ChangeStatus { id, to }).await?;
-    Ok(HttpResponse::Ok().json(order))
+        .given()
+        .and_then(|status| status.parse().map_err(|e: UnknownStatus| e.to_string()))
+        .map_err(|message| ValidationErrors::single("status", message))?;
+    let order = executors
+        .send(ChangeStatus {
+            id,
+            to,
+            precondition,
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(ETag(entity_tag(&order)))
+        .json(order))
 }

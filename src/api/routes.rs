@@ -3,11 +3,13 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::auth::require_api_key;
+use super::error::ErrorCode;
 use super::health::{health, live, ready};
 use super::metrics::metrics;
 use super::openapi::{docs, openapi_json, DOCS_PATH, OPENAPI_PATH};
 use super::orders::{create_order, get_order, list_orders, order_history, update_status};
 use super::ApiError;
+use crate::domain::ValidationErrors;
 
 /// Largest accepted request body: 100 items with long names fit with room to spare.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -27,27 +29,32 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/health")
             .route(web::get().to(health))
-            .default_service(only("GET")),
+            .route(web::head().to(health))
+            .default_service(only("GET, HEAD")),
     )
     .service(
         web::resource("/health/live")
             .route(web::get().to(live))
-            .default_service(only("GET")),
+            .route(web::head().to(live))
+            .default_service(only("GET, HEAD")),
     )
     .service(
         web::resource("/health/ready")
             .route(web::get().to(ready))
-            .default_service(only("GET")),
+            .route(web::head().to(ready))
+            .default_service(only("GET, HEAD")),
     )
     .service(
         web::resource("/metrics")
             .route(web::get().to(metrics))
-            .default_service(only("GET")),
+            .route(web::head().to(metrics))
+            .default_service(only("GET, HEAD")),
     )
     .service(
         web::resource(OPENAPI_PATH)
             .route(web::get().to(openapi_json))
-            .default_service(only("GET")),
+            .route(web::head().to(openapi_json))
+            .default_service(only("GET, HEAD")),
     )
     .service(web::redirect(DOCS_PATH, format!("{DOCS_PATH}/")).permanent())
     .service(docs())
@@ -57,13 +64,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/orders")
                     .route(web::get().to(list_orders))
+                    .route(web::head().to(list_orders))
                     .route(web::post().to(create_order))
-                    .default_service(only("GET, POST")),
+                    .default_service(only("GET, HEAD, POST")),
             )
             .service(
                 web::resource("/orders/{id}")
                     .route(web::get().to(get_order))
-                    .default_service(only("GET")),
+                    .route(web::head().to(get_order))
+                    .default_service(only("GET, HEAD")),
             )
             .service(
                 web::resource("/orders/{id}/status")
@@ -73,7 +82,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/orders/{id}/history")
                     .route(web::get().to(order_history))
-                    .default_service(only("GET")),
+                    .route(web::head().to(order_history))
+                    .default_service(only("GET, HEAD")),
             ),
     )
     .default_service(web::to(route_not_found));
@@ -103,11 +113,16 @@ fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
         {
             ApiError::RequestTimeout
         }
+        // Every field is read leniently (`json::Field`), so well-formed JSON fails here only
+        // when the body as a whole has the wrong shape (not an object, a duplicated field).
+        JsonPayloadError::Deserialize(e) if e.is_data() => {
+            ValidationErrors::single("body", e.to_string()).into()
+        }
         JsonPayloadError::Deserialize(e) => {
-            ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}"))
+            ApiError::bad_request(ErrorCode::InvalidJson, format!("invalid JSON body: {e}"))
         }
         other => ApiError::bad_request(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             format!("could not read the request body: {other}"),
         ),
     }
@@ -115,9 +130,13 @@ fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
 }
 
 fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
-    ApiError::bad_request("invalid_query", format!("invalid query string: {error}")).into()
+    ApiError::bad_request(
+        ErrorCode::InvalidQuery,
+        format!("invalid query string: {error}"),
+    )
+    .into()
 }
 
 fn path_error(error: PathError, _: &HttpRequest) -> actix_web::Error {
-    ApiError::bad_request("invalid_path", format!("invalid path: {error}")).into()
+    ApiError::bad_request(ErrorCode::InvalidPath, format!("invalid path: {error}")).into()
 }

@@ -70,11 +70,16 @@ async fn create_in_transaction(
     let mut outcomes = Vec::with_capacity(requests.len());
     for plan in plans {
         outcomes.push(match plan {
-            Plan::Insert { .. } => Ok(Created::New(inserted.next().ok_or(StoreError::NotFound)?)),
+            Plan::Insert { .. } => Ok(Created::New(inserted.next().ok_or_else(|| {
+                StoreError::Impossible("fewer stored orders than planned inserts".into())
+            })?)),
+            // The key's row references its order, so the order exists.
             Plan::Replay(id) => find_order(conn, id)
                 .await?
                 .map(Created::Replayed)
-                .ok_or(StoreError::NotFound),
+                .ok_or_else(|| {
+                    StoreError::Impossible(format!("idempotency key of missing order {id:?}"))
+                }),
             Plan::KeyReused => Err(StoreError::IdempotencyKeyReused),
         });
     }
@@ -138,22 +143,41 @@ async fn insert_batch(
         return Ok(Vec::new());
     }
     let statement = InsertBatch::new(orders);
-    let stored: Vec<(i64, DateTime<Utc>, Vec<i64>)> = statement.load(conn).await?;
+    let stored: Vec<StoredRow> = statement.load(conn).await?;
+    stored_orders(orders, stored)
+}
+
+/// What the batch statement returns per order: its id, creation time and item ids.
+type StoredRow = (i64, DateTime<Utc>, Vec<i64>);
+
+/// Pairs each order sent with the row the statement returned for it. The statement returns one
+/// row per order and one item id per item, in input order, by construction: anything else is
+/// impossible, and no order may be answered from a misaligned row.
+fn stored_orders(
+    orders: &[(&CreateRequest, Option<&str>)],
+    stored: Vec<StoredRow>,
+) -> Result<Vec<Order>, StoreError> {
     if stored.len() != orders.len() {
-        // The statement returns one row per input order by construction; anything else is a
-        // bug, and no order may be answered from a misaligned row.
-        let mismatch = format!("{} rows for {} orders", stored.len(), orders.len());
-        return Err(StoreError::Query(
-            diesel::result::Error::DeserializationError(mismatch.into()),
-        ));
+        return Err(StoreError::Impossible(format!(
+            "the batch insert returned {} rows for {} orders",
+            stored.len(),
+            orders.len()
+        )));
     }
-    Ok(orders
+    orders
         .iter()
         .zip(stored)
         .map(|((request, _), (id, created_at, item_ids))| {
-            stored_order(&request.order, id, created_at, item_ids)
+            if item_ids.len() != request.order.items.len() {
+                return Err(StoreError::Impossible(format!(
+                    "order {id} was stored with {} item ids for {} items",
+                    item_ids.len(),
+                    request.order.items.len()
+                )));
+            }
+            Ok(stored_order(&request.order, id, created_at, item_ids))
         })
-        .collect())
+        .collect()
 }
 
 /// The order as the database now holds it: what was sent, plus the ids and the time it got.
@@ -304,4 +328,52 @@ impl Query for InsertBatch<'_> {
 impl QueryId for InsertBatch<'_> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ItemInput;
+
+    fn request(items: usize) -> CreateRequest {
+        let lines = (0..items).map(|_| {
+            Ok(ItemInput {
+                product_name: Ok("Pen"),
+                quantity: Ok(1),
+                unit_price: Ok("1.50"),
+            })
+        });
+        let order = NewOrder::parse(Ok("Ann"), Ok("ann@example.com"), Ok(lines)).expect("valid");
+        CreateRequest { order, key: None }
+    }
+
+    #[test]
+    fn stored_rows_that_do_not_match_the_orders_sent_are_impossible() {
+        let (one, two) = (request(1), request(2));
+        let sent = [(&one, None), (&two, None)];
+        let now = Utc::now();
+
+        let aligned = stored_orders(&sent, vec![(7, now, vec![70]), (8, now, vec![80, 81])])
+            .expect("one row per order, one id per item");
+        assert_eq!(aligned[1].id, OrderId::from_stored(8));
+        assert_eq!(aligned[1].items[1].id, 81);
+
+        let cases = [
+            vec![(7, now, vec![70])],
+            vec![(7, now, vec![70]), (8, now, vec![80])],
+            vec![
+                (7, now, vec![70]),
+                (8, now, vec![80, 81]),
+                (9, now, vec![90]),
+            ],
+        ];
+        for rows in cases {
+            let shown = format!("{rows:?}");
+            let outcome = stored_orders(&sent, rows);
+            assert!(
+                matches!(outcome, Err(StoreError::Impossible(_))),
+                "{shown}: {outcome:?}"
+            );
+        }
+    }
 }

@@ -2,7 +2,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::pooled_connection::{PoolError, PoolableConnection};
 use diesel_async::AsyncPgConnection;
 
-use crate::domain::IllegalTransition;
+use crate::domain::{IllegalTransition, VersionMismatch};
 use crate::metrics;
 
 /// Why a storage operation did not give its result.
@@ -14,14 +14,20 @@ pub enum StoreError {
     IllegalTransition(#[from] IllegalTransition),
     #[error("this Idempotency-Key was already used with a different request body")]
     IdempotencyKeyReused,
+    #[error(transparent)]
+    VersionMismatch(#[from] VersionMismatch),
     /// No connection could be had in time, or the connection broke: worth retrying later.
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// A constraint refused the write. The domain should have caught it first, so this is a bug.
     #[error("database refused the write: {0}")]
-    Rejected(DieselError),
+    ConstraintViolated(DieselError),
     #[error("database error: {0}")]
     Query(DieselError),
+    /// The database answered something its statements cannot produce: a bug on our side or
+    /// a corrupted database, never the client's doing.
+    #[error("impossible database answer: {0}")]
+    Impossible(String),
 }
 
 impl StoreError {
@@ -49,7 +55,7 @@ impl From<DieselError> for StoreError {
                 | DatabaseErrorKind::ForeignKeyViolation
                 | DatabaseErrorKind::NotNullViolation,
                 _,
-            ) => Self::Rejected(error),
+            ) => Self::ConstraintViolated(error),
             // A read-only transaction means the server was demoted under us (a failover):
             // the next connection finds the new primary, so the client should retry.
             DieselError::DatabaseError(

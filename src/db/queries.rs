@@ -13,7 +13,10 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use super::models::{parse_status, HistoryRow, ItemRow, NewHistoryRow, OrderRow};
 use super::schema::{idempotency_keys, order_items, order_status_history, orders};
 use super::StoreError;
-use crate::domain::{Cursor, Order, OrderId, OrderStatus, PageRequest, StatusChange, Transition};
+use crate::domain::{
+    Cursor, Order, OrderId, OrderStatus, OrderVersion, PageRequest, Precondition, StatusChange,
+    Transition, VersionMismatch,
+};
 use crate::metrics;
 
 /// One page of the newest-first order list.
@@ -232,9 +235,12 @@ pub async fn change_status(
     conn: &mut AsyncPgConnection,
     id: OrderId,
     to: OrderStatus,
+    precondition: Option<&Precondition>,
 ) -> Result<Order, StoreError> {
     let (order, transition) = conn
-        .transaction::<_, StoreError, _>(async |conn| change_in_transaction(conn, id, to).await)
+        .transaction::<_, StoreError, _>(async |conn| {
+            change_in_transaction(conn, id, to, precondition).await
+        })
         .await?;
     // Counted once committed: a rolled-back change did not happen.
     if let Transition::Move { from, to } = transition {
@@ -243,17 +249,24 @@ pub async fn change_status(
     Ok(order)
 }
 
+/// Under the order's row lock, so that the version the precondition checks and the status
+/// the state machine checks are the ones the change replaces.
 async fn change_in_transaction(
     conn: &mut AsyncPgConnection,
     id: OrderId,
     to: OrderStatus,
+    precondition: Option<&Precondition>,
 ) -> Result<(Order, Transition), StoreError> {
-    let current: String = orders::table
+    let (current, updated_at): (String, chrono::DateTime<chrono::Utc>) = orders::table
         .find(id.get())
-        .select(orders::status)
+        .select((orders::status, orders::updated_at))
         .for_update()
         .first(conn)
         .await?;
+    let version = OrderVersion::of(id, updated_at);
+    if precondition.is_some_and(|p| !p.accepts(&version)) {
+        return Err(VersionMismatch { current: version }.into());
+    }
     let transition = parse_status(&current)?.transition(to)?;
     if let Transition::Move { from, to } = transition {
         diesel::update(orders::table.find(id.get()))

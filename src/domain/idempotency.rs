@@ -55,13 +55,14 @@ mod tests {
     use crate::domain::ItemInput;
 
     fn request(name: &str, price: &str) -> CreateRequest {
-        let item = ItemInput {
-            product_name: "Laptop",
-            quantity: 1,
-            unit_price: price,
-        };
+        let item = Ok(ItemInput {
+            product_name: Ok("Laptop"),
+            quantity: Ok(1),
+            unit_price: Ok(price),
+        });
         CreateRequest {
-            order: NewOrder::parse(name, "john@example.com", std::iter::once(item)).unwrap(),
+            order: NewOrder::parse(Ok(name), Ok("john@example.com"), Ok(std::iter::once(item)))
+                .unwrap(),
             key: None,
         }
     }

@@ -16,14 +16,16 @@ mod request_id;
 mod status;
 mod text;
 mod validation;
+mod version;
 
 pub use email::Email;
 pub use filter::{FilterInput, ListFilter};
 pub use idempotency::{CreateRequest, IdempotencyKey};
 pub use money::Money;
-pub use order::{ItemInput, NewItem, NewOrder, Order, OrderId, OrderItem, MAX_ITEMS};
+pub use order::{Given, ItemInput, NewItem, NewOrder, Order, OrderId, OrderItem, MAX_ITEMS};
 pub use page::{Cursor, PageLimit, PageRequest};
 pub use request_id::RequestId;
 pub use status::{IllegalTransition, OrderStatus, StatusChange, Transition, UnknownStatus};
 pub use text::{CustomerName, ProductName};
 pub use validation::{FieldError, ValidationErrors};
+pub use version::{OrderVersion, Precondition, VersionMismatch};

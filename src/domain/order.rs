@@ -34,12 +34,17 @@ impl OrderId {
     }
 }
 
+/// A field as the request carried it: its value, or why there is none to check (missing, or
+/// not of the expected JSON type), in words for the client. Such a field is reported with the
+/// rule violations of the others, so one answer names every problem.
+pub type Given<T> = Result<T, String>;
+
 /// One order line as the client sent it, before validation.
 pub struct ItemInput<'a> {
-    pub product_name: &'a str,
-    pub quantity: i64,
+    pub product_name: Given<&'a str>,
+    pub quantity: Given<i64>,
     /// The price exactly as written in the request (e.g. the JSON number's text).
-    pub unit_price: &'a str,
+    pub unit_price: Given<&'a str>,
 }
 
 /// A validated order line with its exact total.
@@ -62,22 +67,31 @@ pub struct NewOrder {
 }
 
 impl NewOrder {
-    /// Parses a create request, reporting every invalid field at once.
-    pub fn parse<'a>(
-        customer_name: &str,
-        customer_email: &str,
-        items: impl ExactSizeIterator<Item = ItemInput<'a>>,
-    ) -> Result<Self, ValidationErrors> {
+    /// Parses a create request, reporting every invalid field at once. `items` is the list of
+    /// lines, each of which may itself be unreadable (not an object).
+    pub fn parse<'a, I>(
+        customer_name: Given<&str>,
+        customer_email: Given<&str>,
+        items: Given<I>,
+    ) -> Result<Self, ValidationErrors>
+    where
+        I: ExactSizeIterator<Item = Given<ItemInput<'a>>>,
+    {
         let mut errors = Collector::default();
         let name = errors.check(
             || "customer_name".into(),
-            CustomerName::parse(customer_name),
+            customer_name.and_then(CustomerName::parse),
         );
-        let email = errors.check(|| "customer_email".into(), Email::parse(customer_email));
-        let count = items.len();
+        let email = errors.check(
+            || "customer_email".into(),
+            customer_email.and_then(Email::parse),
+        );
+        let items = errors.check(|| "items".into(), items);
+        let count = items.as_ref().map_or(0, ExactSizeIterator::len);
         let count_ok = errors.check(
             || "items".into(),
             match count {
+                _ if items.is_none() => Ok(()),
                 0 => Err("must contain at least one item".into()),
                 n if n > MAX_ITEMS => {
                     Err(format!("must contain at most {MAX_ITEMS} items (got {n})"))
@@ -86,13 +100,18 @@ impl NewOrder {
             },
         );
         // Lines beyond the limit are not inspected: the count error already rejects the order.
-        let parsed: Vec<Option<NewItem>> = items
-            .take(MAX_ITEMS)
-            .enumerate()
-            .map(|(i, item)| parse_item(&mut errors, i, item))
-            .collect();
+        let parsed: Option<Vec<Option<NewItem>>> = items.map(|items| {
+            items
+                .take(MAX_ITEMS)
+                .enumerate()
+                .map(|(i, item)| {
+                    let item = errors.check(|| format!("items[{i}]"), item)?;
+                    parse_item(&mut errors, i, item)
+                })
+                .collect()
+        });
         let order = (|| {
-            let items: Vec<NewItem> = parsed.into_iter().collect::<Option<_>>()?;
+            let items: Vec<NewItem> = parsed?.into_iter().collect::<Option<_>>()?;
             let total_amount: Money = items.iter().map(|i| i.total_price.clone()).sum();
             let total_ok = errors.check(
                 || "items".into(),
@@ -122,21 +141,21 @@ fn parse_item(errors: &mut Collector, index: usize, item: ItemInput<'_>) -> Opti
     let field = |name: &str| format!("items[{index}].{name}");
     let product_name = errors.check(
         || field("product_name"),
-        ProductName::parse(item.product_name),
+        item.product_name.and_then(ProductName::parse),
     );
     let quantity = errors.check(
         || field("quantity"),
-        match u32::try_from(item.quantity) {
-            Ok(q) if (1..=MAX_QUANTITY).contains(&item.quantity) => Ok(q),
-            _ => Err(format!(
-                "must be between 1 and {MAX_QUANTITY} (got {})",
-                item.quantity
-            )),
-        },
+        item.quantity
+            .and_then(|quantity| match u32::try_from(quantity) {
+                Ok(q) if (1..=MAX_QUANTITY).contains(&quantity) => Ok(q),
+                _ => Err(format!(
+                    "must be between 1 and {MAX_QUANTITY} (got {quantity})"
+                )),
+            }),
     );
     let unit_price = errors.check(
         || field("unit_price"),
-        Money::parse_unit_price(item.unit_price),
+        item.unit_price.and_then(Money::parse_unit_price),
     );
     let (product_name, quantity, unit_price) = (product_name?, quantity?, unit_price?);
     Some(NewItem {
@@ -175,12 +194,21 @@ pub struct Order {
 mod tests {
     use super::*;
 
-    fn item<'a>(name: &'a str, quantity: i64, price: &'a str) -> ItemInput<'a> {
-        ItemInput {
-            product_name: name,
-            quantity,
-            unit_price: price,
-        }
+    fn item<'a>(name: &'a str, quantity: i64, price: &'a str) -> Given<ItemInput<'a>> {
+        Ok(ItemInput {
+            product_name: Ok(name),
+            quantity: Ok(quantity),
+            unit_price: Ok(price),
+        })
+    }
+
+    fn parse<'a>(
+        name: &str,
+        email: &str,
+        items: impl IntoIterator<Item = Given<ItemInput<'a>>>,
+    ) -> Result<NewOrder, ValidationErrors> {
+        let items: Vec<_> = items.into_iter().collect();
+        NewOrder::parse(Ok(name), Ok(email), Ok(items.into_iter()))
     }
 
     fn fields(result: Result<NewOrder, ValidationErrors>) -> Vec<String> {
@@ -194,10 +222,10 @@ mod tests {
 
     #[test]
     fn valid_order_gets_exact_totals() {
-        let order = NewOrder::parse(
+        let order = parse(
             " John Doe ",
             "john@example.com",
-            vec![item("Laptop", 1, "999.99"), item("Pen", 3, "0.10")].into_iter(),
+            [item("Laptop", 1, "999.99"), item("Pen", 3, "0.10")],
         )
         .unwrap();
         assert_eq!(order.customer_name.as_str(), "John Doe");
@@ -207,10 +235,10 @@ mod tests {
 
     #[test]
     fn reports_every_bad_field_at_once() {
-        let got = fields(NewOrder::parse(
+        let got = fields(parse(
             "",
             "not-an-email",
-            vec![item("", 0, "-1"), item("ok", 1, "1.234")].into_iter(),
+            [item("", 0, "-1"), item("ok", 1, "1.234")],
         ));
         assert_eq!(
             got,
@@ -226,6 +254,48 @@ mod tests {
     }
 
     #[test]
+    fn fields_that_could_not_be_read_are_reported_with_the_broken_rules() {
+        let unreadable = Ok(ItemInput {
+            product_name: Ok("ok"),
+            quantity: Err("must be an integer".into()),
+            unit_price: Err("is required".into()),
+        });
+        let errors = NewOrder::parse(
+            Ok(""),
+            Err("is required".into()),
+            Ok(vec![
+                unreadable,
+                Err("must be an object".into()),
+                item("x", 0, "1"),
+            ]
+            .into_iter()),
+        )
+        .expect_err("invalid");
+        let got: Vec<(&str, &str)> = errors
+            .0
+            .iter()
+            .map(|e| (e.field.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("customer_name", "must not be empty"),
+                ("customer_email", "is required"),
+                ("items[0].quantity", "must be an integer"),
+                ("items[0].unit_price", "is required"),
+                ("items[1]", "must be an object"),
+                ("items[2].quantity", "must be between 1 and 1000000 (got 0)"),
+            ]
+        );
+        let no_items = NewOrder::parse::<std::vec::IntoIter<_>>(
+            Ok("a"),
+            Ok("a@b.co"),
+            Err("is required".into()),
+        );
+        assert_eq!(fields(no_items), ["items"]);
+    }
+
+    #[test]
     fn quantity_bounds() {
         for (quantity, ok) in [
             (0, false),
@@ -235,7 +305,7 @@ mod tests {
             (-1, false),
             (i64::MAX, false),
         ] {
-            let result = NewOrder::parse("a", "a@b.co", std::iter::once(item("x", quantity, "1")));
+            let result = parse("a", "a@b.co", [item("x", quantity, "1")]);
             assert_eq!(result.is_ok(), ok, "quantity {quantity}");
         }
     }
@@ -244,7 +314,7 @@ mod tests {
     fn item_count_bounds() {
         for (count, ok) in [(0, false), (1, true), (100, true), (101, false)] {
             let items: Vec<_> = (0..count).map(|_| item("x", 1, "1")).collect();
-            let result = NewOrder::parse("a", "a@b.co", items.into_iter());
+            let result = parse("a", "a@b.co", items);
             assert_eq!(result.is_ok(), ok, "{count} items");
         }
     }
@@ -252,10 +322,9 @@ mod tests {
     #[test]
     fn total_must_fit_the_column() {
         let max = Money::max_unit_price().to_string();
-        let fits = NewOrder::parse("a", "a@b.co", std::iter::once(item("x", 100, &max)));
+        let fits = parse("a", "a@b.co", [item("x", 100, &max)]);
         assert_eq!(fits.unwrap().total_amount.to_string(), "999999999999.00");
-        let one_cent_more = vec![item("x", 100, &max), item("y", 1, "1.00")];
-        let too_big = NewOrder::parse("a", "a@b.co", one_cent_more.into_iter());
+        let too_big = parse("a", "a@b.co", [item("x", 100, &max), item("y", 1, "1.00")]);
         assert_eq!(fields(too_big), ["items"]);
     }
 

@@ -19,13 +19,6 @@ fn order_with(quantity: &str, price: &str) -> String {
 async fn malformed_bodies_are_a_400_naming_the_problem() {
     let app = spawn_app().await;
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-    // Unknown fields are skipped; serde_json skips a value without recursing, so the nesting
-    // costs nothing and the error is the missing field.
-    let deep_unknown = format!(
-        r#"{{"extra": {}{}, "customer_name": "x"}}"#,
-        "[".repeat(10_000),
-        "]".repeat(10_000)
-    );
     // (body, what the message must mention)
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"".to_vec(), "EOF"),
@@ -36,33 +29,13 @@ async fn malformed_bodies_are_a_400_naming_the_problem() {
             br#"{"customer_name": "\ud800", "customer_email": "x@y.zz", "items": []}"#.to_vec(),
             "escape",
         ),
-        (order_with("\"1\"", "1").into_bytes(), "invalid type"),
-        (order_with("1", "\"9.99\"").into_bytes(), "invalid type"),
         (order_with("1", "NaN").into_bytes(), "expected value"),
         (order_with("1", "Infinity").into_bytes(), "expected value"),
-        (order_with("1e309", "1").into_bytes(), "integer"),
-        (order_with("1e30", "1").into_bytes(), "integer"),
-        (order_with("99999999999999999999", "1").into_bytes(), "integer"),
-        (order_with("1.5", "1").into_bytes(), "integer"),
-        (order_with("-1.0e2", "1").into_bytes(), "integer"),
-        (deep.into_bytes(), "invalid type"),
-        (deep_unknown.into_bytes(), "missing field"),
+        (deep.into_bytes(), "recursion limit"),
         (
-            br#"{"customer_name": "a", "customer_name": "b", "customer_email": "x@y.zz", "items": []}"#
-                .to_vec(),
-            "duplicate field",
+            format!("{} trailing", seed_order()).into_bytes(),
+            "trailing",
         ),
-        (
-            br#"{"customer_name": "x", "customer_email": "x@y.zz", "items": [null]}"#.to_vec(),
-            "invalid type: null",
-        ),
-        (
-            br#"{"customer_name": "x", "customer_email": "x@y.zz", "items": null}"#.to_vec(),
-            "invalid type: null",
-        ),
-        (b"null".to_vec(), "invalid type: null"),
-        (b"[]".to_vec(), "invalid length"),
-        (format!("{} trailing", seed_order()).into_bytes(), "trailing"),
     ];
     for (body, mention) in cases {
         let shown = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
@@ -84,6 +57,43 @@ async fn malformed_bodies_are_a_400_naming_the_problem() {
         app.db.count("SELECT count(*) AS count FROM orders").await,
         0
     );
+}
+
+#[actix_web::test]
+async fn mistyped_fields_in_well_formed_json_fail_validation_naming_the_field() {
+    let app = spawn_app().await;
+    // Unknown fields are skipped; serde_json skips a value without recursing, so the nesting
+    // costs nothing and the problems are the missing fields.
+    let deep_unknown = format!(
+        r#"{{"extra": {}{}, "customer_name": "x"}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let cases = [
+        (order_with("\"1\"", "1"), "items[0].quantity"),
+        (order_with("1", "\"9.99\""), "items[0].unit_price"),
+        (order_with("1e309", "1"), "items[0].quantity"),
+        (order_with("1e30", "1"), "items[0].quantity"),
+        (order_with("99999999999999999999", "1"), "items[0].quantity"),
+        (order_with("1.5", "1"), "items[0].quantity"),
+        (order_with("-1.0e2", "1"), "items[0].quantity"),
+        (deep_unknown, "customer_email"),
+        (
+            r#"{"customer_name": "x", "customer_email": "x@y.zz", "items": [null]}"#.into(),
+            "items[0]",
+        ),
+        (
+            r#"{"customer_name": "x", "customer_email": "x@y.zz", "items": null}"#.into(),
+            "items",
+        ),
+    ];
+    for (body, field) in cases {
+        let response = app
+            .post_raw("/api/v1/orders", "application/json", body.clone())
+            .await;
+        let error = error_body(response, 400, "validation_failed").await;
+        assert_eq!(error["details"][0]["field"], field, "{body}: {error}");
+    }
 }
 
 #[actix_web::test]

@@ -8,6 +8,7 @@ mod health;
 mod helpers;
 mod history;
 mod hostile;
+mod http_semantics;
 mod idempotency;
 mod list_filters;
 mod list_orders;

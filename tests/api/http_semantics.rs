@@ -1,0 +1,178 @@
+//! HTTP as a careful client uses it: HEAD, compression, entity tags and conditional requests,
+//! and query parameters a route does not take.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{error_body, seed_order, spawn_app};
+
+#[actix_web::test]
+async fn head_answers_as_get_would_without_a_body() {
+    let app = spawn_app().await;
+    let id = app.created(&seed_order()).await["id"].as_i64().unwrap();
+
+    for path in [
+        "/health".to_owned(),
+        "/health/ready".to_owned(),
+        "/api/v1/orders".to_owned(),
+        format!("/api/v1/orders/{id}"),
+        format!("/api/v1/orders/{id}/history"),
+    ] {
+        let get = app.get(&path).await;
+        let head = app.request(Method::HEAD, &path).await;
+
+        assert_eq!(head.status(), get.status(), "HEAD {path}");
+        assert_eq!(
+            head.headers().get("content-type"),
+            get.headers().get("content-type"),
+            "HEAD {path} describes the same body"
+        );
+        assert_eq!(
+            head.headers().get("etag"),
+            get.headers().get("etag"),
+            "HEAD {path}"
+        );
+        assert!(
+            head.bytes().await.unwrap().is_empty(),
+            "HEAD {path} has no body"
+        );
+    }
+    let put = app
+        .request(Method::DELETE, &format!("/api/v1/orders/{id}"))
+        .await;
+    assert_eq!(put.headers()["allow"], "GET, HEAD");
+}
+
+#[actix_web::test]
+async fn answers_are_compressed_only_when_the_client_asks() {
+    let app = spawn_app().await;
+    for _ in 0..20 {
+        app.created(&seed_order()).await;
+    }
+    let page = |encoding: Option<&'static str>| {
+        let mut request = app.client.get(app.url("/api/v1/orders?limit=100"));
+        if let Some(encoding) = encoding {
+            request = request.header("accept-encoding", encoding);
+        }
+        request.send()
+    };
+
+    let plain = page(None).await.unwrap();
+    assert_eq!(plain.headers().get("content-encoding"), None);
+    let plain_len = plain.bytes().await.unwrap().len();
+    for encoding in ["gzip", "br", "zstd"] {
+        let compressed = page(Some(encoding)).await.unwrap();
+        assert_eq!(compressed.status(), 200);
+        assert_eq!(
+            compressed.headers()["content-encoding"],
+            encoding,
+            "asked for {encoding}"
+        );
+        let len = compressed.bytes().await.unwrap().len();
+        assert!(
+            len * 4 < plain_len,
+            "{encoding}: {len} bytes for a {plain_len}-byte page"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn an_order_carries_an_etag_and_if_none_match_answers_304() {
+    let app = spawn_app().await;
+    let id = app.created(&seed_order()).await["id"].as_i64().unwrap();
+    let path = format!("/api/v1/orders/{id}");
+
+    let first = app.get(&path).await;
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with(&format!("\"{id}-")), "{etag}");
+
+    let unchanged = app
+        .client
+        .get(app.url(&path))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unchanged.status(), 304);
+    assert_eq!(unchanged.headers()["etag"].to_str().unwrap(), etag);
+    assert!(unchanged.bytes().await.unwrap().is_empty());
+
+    let changed = app.set_status(id, "processing").await;
+    let new_etag = changed.headers()["etag"].to_str().unwrap().to_owned();
+    assert_ne!(new_etag, etag, "a status change makes a new version");
+    let after = app
+        .client
+        .get(app.url(&path))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 200, "the old tag no longer matches");
+    assert_eq!(after.headers()["etag"].to_str().unwrap(), new_etag);
+}
+
+#[actix_web::test]
+async fn if_match_refuses_a_change_to_an_order_that_changed_since_it_was_read() {
+    let app = spawn_app().await;
+    let id = app.created(&seed_order()).await["id"].as_i64().unwrap();
+    let path = format!("/api/v1/orders/{id}/status");
+    let read = app.get(&format!("/api/v1/orders/{id}")).await;
+    let seen = read.headers()["etag"].to_str().unwrap().to_owned();
+    let put = |if_match: &str, status: &str| {
+        app.client
+            .put(app.url(&path))
+            .header("if-match", if_match)
+            .json(&json!({ "status": status }))
+            .send()
+    };
+
+    let first = put(&seen, "processing").await.unwrap();
+    assert_eq!(first.status(), 200, "the version read is the current one");
+    let now = first.headers()["etag"].to_str().unwrap().to_owned();
+
+    let stale = put(&seen, "cancelled").await.unwrap();
+    assert_eq!(
+        stale.headers()["etag"].to_str().unwrap(),
+        now,
+        "412 says what the order's version is now"
+    );
+    error_body(stale, 412, "precondition_failed").await;
+    let order: serde_json::Value = app
+        .get(&format!("/api/v1/orders/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        order["status"], "processing",
+        "the refused change wrote nothing"
+    );
+
+    let weak = put(&format!("W/{now}"), "completed").await.unwrap();
+    error_body(weak, 412, "precondition_failed").await;
+    let no_tag = put("not-a-tag", "completed").await.unwrap();
+    error_body(no_tag, 412, "precondition_failed").await;
+    let any = put("*", "completed").await.unwrap();
+    assert_eq!(any.status(), 200, "* accepts any version");
+}
+
+#[actix_web::test]
+async fn an_unknown_query_parameter_is_refused_by_name() {
+    let app = spawn_app().await;
+    for (query, name) in [("?staus=pending", "staus"), ("?limit=5&limt=5", "limt")] {
+        let response = app.list_orders(query).await;
+
+        let error = error_body(response, 400, "unknown_parameter").await;
+        let message = error["error"].as_str().unwrap();
+        assert!(message.contains(name), "{query}: {message}");
+        assert!(
+            message
+                .contains("limit, cursor, status, customer_email, created_after, created_before"),
+            "names the accepted parameters: {message}"
+        );
+    }
+    assert_eq!(
+        app.list_orders("?limit=5&status=pending").await.status(),
+        200
+    );
+}
