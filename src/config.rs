@@ -69,75 +69,22 @@ impl Config {
             pool,
             ping_timeout: env.duration("DB_PING_TIMEOUT", "2s")?,
             executors: env.parse("DB_EXECUTORS", cores, positive)?,
-            api_keys: api_keys(&env)?,
-            cors_allowed_origins: cors_origins(&env)?,
+            api_keys: ApiKeys::parse(&env.get("API_KEYS").unwrap_or_default()).map_err(
+                |reason| ConfigError {
+                    var: "API_KEYS",
+                    // The value is a secret: the error must not repeat it.
+                    value: "<hidden>".into(),
+                    reason,
+                },
+            )?,
+            cors_allowed_origins: CorsOrigins::parse(
+                &env.get("CORS_ALLOWED_ORIGINS").unwrap_or_default(),
+            )
+            .map_err(|reason| env.invalid("CORS_ALLOWED_ORIGINS", reason))?,
             request_timeout: env.duration("HTTP_REQUEST_TIMEOUT", "10s")?,
             shutdown_grace: env.duration("SHUTDOWN_GRACE", "5s")?,
         })
     }
-}
-
-/// `API_KEYS`: comma-separated keys, each visible ASCII so that it fits in a header.
-fn api_keys(env: &Env<'_>) -> Result<ApiKeys, ConfigError> {
-    let raw = env.get("API_KEYS").unwrap_or_default();
-    let keys: Vec<&str> = raw
-        .split(',')
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .collect();
-    if keys
-        .iter()
-        .any(|k| !k.bytes().all(|b| b.is_ascii_graphic()))
-    {
-        // The value is a secret: the error must not repeat it.
-        return Err(ConfigError {
-            var: "API_KEYS",
-            value: "<hidden>".into(),
-            reason: "keys may only hold visible ASCII characters, separated by commas".into(),
-        });
-    }
-    Ok(ApiKeys::new(keys))
-}
-
-/// `CORS_ALLOWED_ORIGINS`: `*`, or comma-separated origins as browsers send them
-/// (`https://shop.example.com`, `http://localhost:3000`).
-fn cors_origins(env: &Env<'_>) -> Result<CorsOrigins, ConfigError> {
-    const VAR: &str = "CORS_ALLOWED_ORIGINS";
-    let raw = env.get(VAR).unwrap_or_default();
-    let origins: Vec<&str> = raw
-        .split(',')
-        .map(str::trim)
-        .filter(|o| !o.is_empty())
-        .collect();
-    if origins == ["*"] {
-        return Ok(CorsOrigins::Any);
-    }
-    if origins.is_empty() {
-        return Ok(CorsOrigins::None);
-    }
-    let is_origin = |origin: &str| {
-        let host = origin
-            .strip_prefix("https://")
-            .or_else(|| origin.strip_prefix("http://"));
-        host.is_some_and(|host| {
-            !host.is_empty()
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_graphic() && !b"/*".contains(&b))
-        })
-    };
-    if let Some(bad) = origins.iter().find(|o| !is_origin(o)) {
-        return Err(env.invalid(
-            VAR,
-            format!(
-                "{bad:?} is not an origin: expected `*` alone, or origins like \
-                 https://shop.example.com (scheme and host, optional port, no path)"
-            ),
-        ));
-    }
-    Ok(CorsOrigins::Listed(
-        origins.into_iter().map(str::to_owned).collect(),
-    ))
 }
 
 fn positive<T: PartialOrd + Default>(n: &T) -> Result<(), String> {

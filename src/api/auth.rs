@@ -21,6 +21,23 @@ impl ApiKeys {
         Self(keys.into_iter().map(Into::into).collect())
     }
 
+    /// `API_KEYS`: comma-separated keys, each visible ASCII so that it fits in a header. The
+    /// error never repeats the value, which is a secret.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let keys: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .collect();
+        if keys
+            .iter()
+            .any(|k| !k.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err("keys may only hold visible ASCII characters, separated by commas".into());
+        }
+        Ok(Self::new(keys))
+    }
+
     /// Whether requests must carry a key at all.
     pub fn required(&self) -> bool {
         !self.0.is_empty()

@@ -21,6 +21,44 @@ pub enum CorsOrigins {
     Any,
 }
 
+impl CorsOrigins {
+    /// `CORS_ALLOWED_ORIGINS`: `*`, or comma-separated origins as browsers send them
+    /// (`https://shop.example.com`, `http://localhost:3000`).
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let origins: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .collect();
+        if origins == ["*"] {
+            return Ok(Self::Any);
+        }
+        if origins.is_empty() {
+            return Ok(Self::None);
+        }
+        let is_origin = |origin: &str| {
+            let host = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            host.is_some_and(|host| {
+                !host.is_empty()
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && !b"/*".contains(&b))
+            })
+        };
+        if let Some(bad) = origins.iter().find(|o| !is_origin(o)) {
+            return Err(format!(
+                "{bad:?} is not an origin: expected `*` alone, or origins like \
+                 https://shop.example.com (scheme and host, optional port, no path)"
+            ));
+        }
+        Ok(Self::Listed(
+            origins.into_iter().map(str::to_owned).collect(),
+        ))
+    }
+}
+
 /// The CORS middleware for `origins`. Requests from other origins are still served (browsers,
 /// not the server, withhold the answer from the page); preflights from them are refused.
 pub fn cors(origins: &CorsOrigins) -> Cors {

@@ -1,42 +1,9 @@
-//! How domain values look in JSON, and how request bodies are read so that every missing or
-//! mistyped field is reported at once.
-
-use std::str::FromStr;
+//! How request bodies are read, so that every missing or mistyped field is reported at once.
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
-use utoipa::openapi::RefOr;
-use utoipa::{PartialSchema, ToSchema};
+use serde::{Deserialize, Deserializer};
 
-use crate::domain::{Given, Money};
-
-/// Money is a JSON number with exactly two decimals (`999.99`, `75.00`). serde_json's
-/// `arbitrary_precision` writes the decimal text as is, so no float ever touches the value.
-impl Serialize for Money {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serde_json::Number::from_str(&self.to_string())
-            .map_err(serde::ser::Error::custom)?
-            .serialize(serializer)
-    }
-}
-
-/// The OpenAPI side of the `Serialize` above. No `multipleOf: 0.01`: validators test it in
-/// floating point, where `0.07` is not a multiple of `0.01`.
-impl PartialSchema for Money {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::Number)
-            .minimum(Some(0))
-            .description(Some(
-                "An exact amount of money: a JSON number written with exactly two decimals.",
-            ))
-            .examples([serde_json::json!(999.99)])
-            .into()
-    }
-}
-
-impl ToSchema for Money {}
+use crate::domain::Given;
 
 /// A field of a request body, read without failing the whole body. serde stops at the first
 /// missing or mistyped field; reading each field through this type instead lets the domain
@@ -121,7 +88,6 @@ fn integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> 
 #[cfg(test)]
 mod tests {
     use super::{Field, Integer};
-    use crate::domain::Money;
 
     #[test]
     fn a_field_is_given_missing_or_of_the_wrong_type() {
@@ -152,23 +118,6 @@ mod tests {
             serde_json::from_str::<Body>(r#"{"name":"#).is_err(),
             "bytes that are not JSON still fail"
         );
-    }
-
-    #[test]
-    fn money_is_a_json_number_with_two_decimals() {
-        for (price, json) in [
-            ("999.99", "999.99"),
-            ("75", "75.00"),
-            ("0.1", "0.10"),
-            ("0", "0.00"),
-        ] {
-            let money = Money::parse_unit_price(price).unwrap();
-            assert_eq!(
-                serde_json::to_string(&money).unwrap(),
-                json,
-                "price {price}"
-            );
-        }
     }
 
     #[test]

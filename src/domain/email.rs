@@ -1,11 +1,8 @@
-use serde::Serialize;
-
 const MAX_CHARS: usize = 255;
 
 /// A plausible e-mail address: `local@domain.tld`, no whitespace, at most 255 characters.
 /// Deliverability is not our business; catching typos like a missing `@` or domain is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
 impl Email {

@@ -3,6 +3,10 @@ use std::iter::Sum;
 use std::str::FromStr;
 
 use bigdecimal::BigDecimal;
+use serde::{Serialize, Serializer};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
 
 /// Cents are the smallest unit: every amount carries exactly two decimals.
 const SCALE: i64 = 2;
@@ -79,6 +83,33 @@ impl fmt::Display for Money {
     }
 }
 
+/// Money is a JSON number with exactly two decimals (`999.99`, `75.00`). serde_json's
+/// `arbitrary_precision` writes the decimal text as is, so no float ever touches the value.
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serde_json::Number::from_str(&self.to_string())
+            .map_err(serde::ser::Error::custom)?
+            .serialize(serializer)
+    }
+}
+
+/// The OpenAPI side of the `Serialize` above. No `multipleOf: 0.01`: validators test it in
+/// floating point, where `0.07` is not a multiple of `0.01`.
+impl PartialSchema for Money {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Number)
+            .minimum(Some(0))
+            .description(Some(
+                "An exact amount of money: a JSON number written with exactly two decimals.",
+            ))
+            .examples([serde_json::json!(999.99)])
+            .into()
+    }
+}
+
+impl ToSchema for Money {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +161,22 @@ mod tests {
             "largest possible line total is computed exactly"
         );
         assert!(Money::max_unit_price().times(1_000_000) > Money::max_total());
+    }
+
+    #[test]
+    fn money_is_a_json_number_with_two_decimals() {
+        for (price, json) in [
+            ("999.99", "999.99"),
+            ("75", "75.00"),
+            ("0.1", "0.10"),
+            ("0", "0.00"),
+        ] {
+            let money = Money::parse_unit_price(price).unwrap();
+            assert_eq!(
+                serde_json::to_string(&money).unwrap(),
+                json,
+                "price {price}"
+            );
+        }
     }
 }

@@ -1,5 +1,3 @@
-use serde::Serialize;
-
 const MAX_CHARS: usize = 255;
 
 /// Trims surrounding whitespace and enforces 1..=255 characters. The content is otherwise kept
@@ -22,8 +20,7 @@ pub(crate) fn is_visible_ascii(raw: &str, max_len: usize) -> bool {
 }
 
 /// A customer's name: 1..=255 characters after trimming.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomerName(String);
 
 impl CustomerName {
@@ -37,8 +34,7 @@ impl CustomerName {
 }
 
 /// A product's name on an order line: 1..=255 characters after trimming.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProductName(String);
 
 impl ProductName {
