@@ -7,7 +7,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
-use std::sync::{Mutex, Once};
+use std::sync::{Arc, LazyLock, Mutex, Once};
 
 use diesel::sql_types::{BigInt, Text};
 use diesel::QueryableByName;
@@ -17,7 +17,7 @@ use order_service::db::{run_migrations, ConnectOptions};
 use order_service::startup::Application;
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 /// Maintenance database of the test cluster that `make test` starts.
 fn admin_url() -> String {
@@ -211,7 +211,18 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub db: TestDb,
+    /// Released when the app goes, see `METRICS`.
+    _metrics: OwnedSemaphorePermit,
 }
+
+/// The service's metrics are process-wide, and every app of this test binary moves them. Each
+/// app holds one permit for its lifetime; an app started by `spawn_app_alone` holds all of them,
+/// so that between two scrapes only its own test's requests move a series. Permits are handed
+/// out in the order asked for: once an app waits to be alone, apps started later wait behind it,
+/// so a test must not start a second app while it holds one.
+static METRICS: LazyLock<Arc<Semaphore>> =
+    LazyLock::new(|| Arc::new(Semaphore::new(ALL_PERMITS as usize)));
+const ALL_PERMITS: u32 = u32::MAX;
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
@@ -219,6 +230,20 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the application with test settings, adjusted by `tweak`.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    start(tweak, 1).await
+}
+
+/// Starts the application while no other test app runs, for tests that check by how much their
+/// own requests move the metrics.
+pub async fn spawn_app_alone() -> TestApp {
+    start(|_| {}, ALL_PERMITS).await
+}
+
+async fn start(tweak: impl FnOnce(&mut Config), metrics_permits: u32) -> TestApp {
+    let metrics = Arc::clone(&METRICS)
+        .acquire_many_owned(metrics_permits)
+        .await
+        .expect("the semaphore is never closed");
     capture_logs();
     let db = TestDb::create().await;
     let mut config = Config::from_lookup(|_| None).expect("default configuration");
@@ -238,6 +263,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         address,
         client: reqwest::Client::new(),
         db,
+        _metrics: metrics,
     }
 }
 

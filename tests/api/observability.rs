@@ -3,7 +3,9 @@
 use order_service::api::{ApiKeys, CorsOrigins};
 use reqwest::{Method, Response};
 
-use crate::helpers::{error_body, logged, seed_order, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{
+    error_body, logged, seed_order, spawn_app, spawn_app_alone, spawn_app_with, TestApp,
+};
 
 fn request_id(response: &Response) -> String {
     response.headers()["x-request-id"]
@@ -148,9 +150,9 @@ async fn scrape(app: &TestApp) -> String {
 }
 
 #[actix_web::test]
-async fn metrics_move_with_requests_orders_and_status_changes() {
-    let app = spawn_app().await;
-    // Series are process-wide and other tests run alongside: compare before and after.
+async fn metrics_count_exactly_this_tests_requests_orders_and_status_changes() {
+    // Series are process-wide: alone, only the requests below move them between the scrapes.
+    let app = spawn_app_alone().await;
     let before = scrape(&app).await;
 
     let id = app.created(&seed_order()).await["id"].as_i64().unwrap();
@@ -160,25 +162,49 @@ async fn metrics_move_with_requests_orders_and_status_changes() {
     assert_eq!(app.get("/no/such/path/42").await.status(), 404);
     let after = scrape(&app).await;
 
-    let grew = |series: &str| {
-        assert!(
-            sample(&after, series) > sample(&before, series),
-            "{series} grew:\n{after}"
+    for (series, by) in [
+        ("ordersvc_orders_created_total", 1.0),
+        (
+            r#"ordersvc_order_status_transitions_total{from="pending",to="processing"}"#,
+            1.0,
+        ),
+        (
+            r#"ordersvc_http_requests_total{method="POST",route="/api/v1/orders",status="201"}"#,
+            1.0,
+        ),
+        (
+            r#"ordersvc_http_requests_total{method="PUT",route="/api/v1/orders/{id}/status",status="200"}"#,
+            1.0,
+        ),
+        (
+            r#"ordersvc_http_requests_total{method="GET",route="/api/v1/orders/{id}",status="200"}"#,
+            1.0,
+        ),
+        (
+            r#"ordersvc_http_requests_total{method="GET",route="/api/v1/orders/{id}",status="404"}"#,
+            1.0,
+        ),
+        (
+            r#"ordersvc_http_requests_total{method="GET",route="unmatched",status="404"}"#,
+            1.0,
+        ),
+        // A request is counted once answered: the first scrape shows in the second only.
+        (
+            r#"ordersvc_http_requests_total{method="GET",route="/metrics",status="200"}"#,
+            1.0,
+        ),
+        (
+            r#"ordersvc_http_request_duration_seconds_count{method="GET",route="/api/v1/orders/{id}"}"#,
+            2.0,
+        ),
+        ("ordersvc_create_batch_size_count", 1.0),
+    ] {
+        assert_eq!(
+            sample(&after, series) - sample(&before, series),
+            by,
+            "{series} moved by {by} between\n{before}\nand\n{after}"
         );
-    };
-    grew("ordersvc_orders_created_total");
-    grew(r#"ordersvc_order_status_transitions_total{from="pending",to="processing"}"#);
-    grew(r#"ordersvc_http_requests_total{method="POST",route="/api/v1/orders",status="201"}"#);
-    grew(
-        r#"ordersvc_http_requests_total{method="PUT",route="/api/v1/orders/{id}/status",status="200"}"#,
-    );
-    grew(r#"ordersvc_http_requests_total{method="GET",route="/api/v1/orders/{id}",status="200"}"#);
-    grew(r#"ordersvc_http_requests_total{method="GET",route="/api/v1/orders/{id}",status="404"}"#);
-    grew(r#"ordersvc_http_requests_total{method="GET",route="unmatched",status="404"}"#);
-    grew(
-        r#"ordersvc_http_request_duration_seconds_count{method="GET",route="/api/v1/orders/{id}"}"#,
-    );
-    grew("ordersvc_create_batch_size_count");
+    }
     assert!(
         !after.contains("/no/such/path") && !after.contains("424242"),
         "raw paths never become labels"
@@ -208,7 +234,8 @@ async fn metrics_move_with_requests_orders_and_status_changes() {
 
 #[actix_web::test]
 async fn database_errors_are_counted_by_kind() {
-    let app = spawn_app().await;
+    // Alone, so that another test's failures cannot stand in for this one's.
+    let app = spawn_app_alone().await;
     let before = total(&scrape(&app).await, "ordersvc_db_errors_total");
 
     app.db.drop_now().await;
