@@ -56,6 +56,7 @@ fn db_path(c: &mut Criterion) {
             config.executors,
             Pool::build(&database, &config.pool),
             Duration::from_secs(2),
+            config.webhook_urls.clone().into(),
         )
     });
     let create = || async {

@@ -4,10 +4,12 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use actix_web::http::Uri;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use crate::api::{ApiKeys, CorsOrigins};
 use crate::db::{ConnectOptions, ConnectOptionsError, PoolSettings};
+use crate::domain::WebhookSecret;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -29,6 +31,12 @@ pub struct Config {
     /// After SIGTERM, how long the instance reports not ready while still serving, so that a
     /// load balancer stops sending before the listener closes.
     pub shutdown_grace: Duration,
+    /// How long order events are kept before the periodic purge deletes them.
+    pub events_retention: Duration,
+    /// Where every order event is POSTed; none means no deliveries.
+    pub webhook_urls: Vec<String>,
+    /// The key webhooks are signed with; set whenever `webhook_urls` is not empty.
+    pub webhook_secret: Option<WebhookSecret>,
 }
 
 /// A variable that is set but unusable; start-up stops and names it.
@@ -83,8 +91,54 @@ impl Config {
             .map_err(|reason| env.invalid("CORS_ALLOWED_ORIGINS", reason))?,
             request_timeout: env.duration("HTTP_REQUEST_TIMEOUT", "10s")?,
             shutdown_grace: env.duration("SHUTDOWN_GRACE", "5s")?,
+            events_retention: env.duration("EVENTS_RETENTION", "7days")?,
+            webhook_urls: webhook_urls(&env)?,
+            webhook_secret: webhook_secret(&env)?,
         })
     }
+}
+
+/// `WEBHOOK_URLS`: comma-separated `http://` or `https://` URLs.
+fn webhook_urls(env: &Env<'_>) -> Result<Vec<String>, ConfigError> {
+    const VAR: &str = "WEBHOOK_URLS";
+    let raw = env.get(VAR).unwrap_or_default();
+    let urls: Vec<String> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(str::to_owned)
+        .collect();
+    for url in &urls {
+        let usable = url.parse::<Uri>().is_ok_and(|uri| {
+            matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
+        });
+        if !usable {
+            return Err(env.invalid(
+                VAR,
+                format!("{url:?} is not an http:// or https:// URL with a host"),
+            ));
+        }
+    }
+    if !urls.is_empty() && env.get("WEBHOOK_SECRET").is_none() {
+        return Err(env.invalid(
+            VAR,
+            "webhooks are signed: set WEBHOOK_SECRET (whsec_ and the base64 of 24+ random bytes)",
+        ));
+    }
+    Ok(urls)
+}
+
+/// `WEBHOOK_SECRET`: `whsec_<base64>`, as Standard Webhooks writes keys.
+fn webhook_secret(env: &Env<'_>) -> Result<Option<WebhookSecret>, ConfigError> {
+    env.get("WEBHOOK_SECRET")
+        .map(|secret| {
+            WebhookSecret::parse(secret.trim()).map_err(|reason| ConfigError {
+                var: "WEBHOOK_SECRET",
+                value: "<hidden>".into(),
+                reason,
+            })
+        })
+        .transpose()
 }
 
 fn positive<T: PartialOrd + Default>(n: &T) -> Result<(), String> {
@@ -237,6 +291,8 @@ mod tests {
         );
         assert_eq!(c.request_timeout, Duration::from_secs(10));
         assert_eq!(c.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(c.events_retention, Duration::from_secs(7 * 24 * 60 * 60));
+        assert!(c.webhook_urls.is_empty(), "no deliveries unless asked");
         assert_eq!(
             c.cors_allowed_origins,
             CorsOrigins::None,
@@ -320,6 +376,39 @@ mod tests {
             "postgres://user:password@db1:5433,db2:6000/orderdb\
              ?sslmode=verify%2Dfull&sslrootcert=%2Fetc%2Fssl%2Fca%2Epem"
         );
+    }
+
+    #[test]
+    fn webhooks_need_http_urls_and_a_secret() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let c = config(&[
+            (
+                "WEBHOOK_URLS",
+                "https://hooks.example.com/orders, http://127.0.0.1:9000/",
+            ),
+            ("WEBHOOK_SECRET", secret),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.webhook_urls,
+            ["https://hooks.example.com/orders", "http://127.0.0.1:9000/"]
+        );
+        assert!(c.webhook_secret.is_some());
+        assert!(
+            !format!("{c:?}").contains("MfKQ9r8"),
+            "the secret is never shown"
+        );
+        for (urls, secret) in [
+            ("https://hooks.example.com", None),
+            ("ftp://hooks.example.com", Some(secret)),
+            ("hooks.example.com/orders", Some(secret)),
+        ] {
+            let mut vars = vec![("WEBHOOK_URLS", urls)];
+            vars.extend(secret.map(|s| ("WEBHOOK_SECRET", s)));
+            assert_eq!(config(&vars).unwrap_err().var, "WEBHOOK_URLS", "{urls}");
+        }
+        let err = config(&[("WEBHOOK_SECRET", "whsec_c2hvcnQ=")]).unwrap_err();
+        assert_eq!(err.var, "WEBHOOK_SECRET");
     }
 
     #[test]

@@ -7,10 +7,10 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{from_fn, Compress};
 use actix_web::{web, App, HttpServer};
 
-use crate::actors::{Executors, PurgeIdempotencyKeys};
-use crate::api::Draining;
+use crate::actors::{Executors, PurgeEvents, PurgeIdempotencyKeys};
+use crate::api::{Draining, EventSignal};
 use crate::config::Config;
-use crate::db::{run_migrations, MigrationError, Pool};
+use crate::db::{listen_for_events, run_migrations, MigrationError, Pool};
 
 /// How long an idle keep-alive connection stays open.
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
@@ -48,8 +48,10 @@ impl Application {
             config.executors,
             pool,
             config.ping_timeout,
+            config.webhook_urls.clone().into(),
         ));
-        actix_web::rt::spawn(purge_idempotency_keys(executors.clone()));
+        actix_web::rt::spawn(purge_expired(executors.clone(), config.events_retention));
+        let event_signal = web::Data::new(EventSignal(listen_for_events(config.database.clone())));
         let api_keys = web::Data::new(config.api_keys.clone());
         let draining = web::Data::new(Draining::default());
         let app_draining = draining.clone();
@@ -72,6 +74,7 @@ impl Application {
                 .app_data(executors.clone())
                 .app_data(api_keys.clone())
                 .app_data(app_draining.clone())
+                .app_data(event_signal.clone())
                 .configure(crate::api::configure)
         })
         .client_request_timeout(config.request_timeout)
@@ -153,8 +156,9 @@ async fn drain_on_signal(server: ServerHandle, draining: web::Data<Draining>, gr
 const IDEMPOTENCY_KEY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 const PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
 
-/// Deletes expired idempotency keys once an hour, for as long as the server runs.
-async fn purge_idempotency_keys(executors: web::Data<Executors>) {
+/// Deletes expired idempotency keys and events once an hour, for as long as the server runs.
+/// Every instance does it; two purges at once delete each row once and the other finds none.
+async fn purge_expired(executors: web::Data<Executors>, events_retention: Duration) {
     let mut ticks = actix_web::rt::time::interval(PURGE_EVERY);
     loop {
         ticks.tick().await;
@@ -165,6 +169,14 @@ async fn purge_idempotency_keys(executors: web::Data<Executors>) {
             Ok(0) => {}
             Ok(n) => log::info!("purged {n} idempotency key(s) older than a day"),
             Err(e) => log::warn!("could not purge idempotency keys: {e}"),
+        }
+        match executors.send(PurgeEvents(events_retention)).await {
+            Ok(0) => {}
+            Ok(n) => log::info!(
+                "purged {n} event(s) older than {}",
+                humantime::format_duration(events_retention)
+            ),
+            Err(e) => log::warn!("could not purge events: {e}"),
         }
     }
 }

@@ -15,9 +15,10 @@ use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
 use super::messages::{
-    ChangeStatus, CheckHealth, CreateOrder, GetHistory, GetOrder, ListOrders, PurgeIdempotencyKeys,
+    ChangeStatus, CheckHealth, CreateOrder, GetHistory, GetOrder, ListEvents, ListOrders,
+    PurgeEvents, PurgeIdempotencyKeys,
 };
-use crate::db::{self, Created, OrderPage, Pool, StoreError};
+use crate::db::{self, Created, EventPage, OrderPage, Pool, StoreError};
 use crate::domain::{CreateRequest, Order, StatusChange};
 use crate::metrics;
 
@@ -56,6 +57,8 @@ pub struct DbExecutor {
     index: usize,
     pool: Pool,
     ping_timeout: Duration,
+    /// Where every event is also delivered: a delivery row per URL is written with it.
+    webhook_urls: Arc<[String]>,
     /// Shared with the executor set: how many times any executor was restarted.
     restarts: Arc<AtomicU64>,
     pending: VecDeque<PendingCreate>,
@@ -63,11 +66,18 @@ pub struct DbExecutor {
 }
 
 impl DbExecutor {
-    pub fn new(index: usize, pool: Pool, ping_timeout: Duration, restarts: Arc<AtomicU64>) -> Self {
+    pub fn new(
+        index: usize,
+        pool: Pool,
+        ping_timeout: Duration,
+        webhook_urls: Arc<[String]>,
+        restarts: Arc<AtomicU64>,
+    ) -> Self {
         Self {
             index,
             pool,
             ping_timeout,
+            webhook_urls,
             restarts,
             pending: VecDeque::new(),
             flushing: false,
@@ -124,9 +134,9 @@ impl DbExecutor {
             .drain(..size)
             .map(|p| (p.request, p.reply))
             .unzip();
-        let pool = self.pool.clone();
+        let (pool, webhook_urls) = (self.pool.clone(), self.webhook_urls.clone());
         let job = async move {
-            let results = store_batch(&pool, &requests).await;
+            let results = store_batch(&pool, &requests, &webhook_urls).await;
             let created = results
                 .iter()
                 .filter(|result| matches!(result, Ok(Created::New(_))))
@@ -148,7 +158,11 @@ impl DbExecutor {
 
 /// Writes a batch in one transaction. If that fails for any reason but an unreachable
 /// database, writes each request alone, so that one bad order cannot fail the others.
-async fn store_batch(pool: &Pool, requests: &[CreateRequest]) -> Vec<Result<Created, StoreError>> {
+async fn store_batch(
+    pool: &Pool,
+    requests: &[CreateRequest],
+    webhook_urls: &[String],
+) -> Vec<Result<Created, StoreError>> {
     let unavailable = |cause: &str| {
         requests
             .iter()
@@ -160,7 +174,7 @@ async fn store_batch(pool: &Pool, requests: &[CreateRequest]) -> Vec<Result<Crea
         Err(StoreError::Unavailable(cause)) => return unavailable(&cause),
         Err(e) => return unavailable(&e.to_string()),
     };
-    match db::insert_orders(&mut conn, requests)
+    match db::insert_orders(&mut conn, requests, webhook_urls)
         .await
         .map_err(|e| e.on_connection(&mut conn))
     {
@@ -175,7 +189,7 @@ async fn store_batch(pool: &Pool, requests: &[CreateRequest]) -> Vec<Result<Crea
             }
             let mut results = Vec::with_capacity(requests.len());
             for request in requests {
-                results.push(store_one(&mut conn, request).await);
+                results.push(store_one(&mut conn, request, webhook_urls).await);
             }
             results
         }
@@ -188,17 +202,19 @@ async fn store_batch(pool: &Pool, requests: &[CreateRequest]) -> Vec<Result<Crea
 async fn store_one(
     conn: &mut AsyncPgConnection,
     request: &CreateRequest,
+    webhook_urls: &[String],
 ) -> Result<Created, StoreError> {
     let mut retry = request.key.is_some();
     loop {
-        let outcome = match db::insert_orders(conn, std::slice::from_ref(request)).await {
-            Ok(mut one) => one.pop().unwrap_or_else(|| {
-                Err(StoreError::Impossible(
-                    "no outcome for a one-order batch".into(),
-                ))
-            }),
-            Err(e) => Err(e),
-        };
+        let outcome =
+            match db::insert_orders(conn, std::slice::from_ref(request), webhook_urls).await {
+                Ok(mut one) => one.pop().unwrap_or_else(|| {
+                    Err(StoreError::Impossible(
+                        "no outcome for a one-order batch".into(),
+                    ))
+                }),
+                Err(e) => Err(e),
+            };
         if retry && matches!(outcome, Err(StoreError::ConstraintViolated(_))) {
             retry = false;
             continue;
@@ -285,7 +301,10 @@ impl Handler<ChangeStatus> for DbExecutor {
         }: ChangeStatus,
         _: &mut Context<Self>,
     ) -> Self::Result {
-        self.run(async move |conn| db::change_status(conn, id, to, precondition.as_ref()).await)
+        let webhook_urls = self.webhook_urls.clone();
+        self.run(async move |conn| {
+            db::change_status(conn, id, to, precondition.as_ref(), &webhook_urls).await
+        })
     }
 }
 
@@ -301,6 +320,22 @@ impl Handler<CheckHealth> for DbExecutor {
                     StoreError::Unavailable(format!("no answer to SELECT 1 within {timeout:?}"))
                 })?
         })
+    }
+}
+
+impl Handler<ListEvents> for DbExecutor {
+    type Result = ResponseActFuture<Self, Result<EventPage, ExecutorError>>;
+
+    fn handle(&mut self, ListEvents(request): ListEvents, _: &mut Context<Self>) -> Self::Result {
+        self.run(async move |conn| db::events_page(conn, &request).await)
+    }
+}
+
+impl Handler<PurgeEvents> for DbExecutor {
+    type Result = ResponseActFuture<Self, Result<usize, ExecutorError>>;
+
+    fn handle(&mut self, PurgeEvents(age): PurgeEvents, _: &mut Context<Self>) -> Self::Result {
+        self.run(async move |conn| db::purge_events(conn, age).await)
     }
 }
 
@@ -359,7 +394,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_panicking_executor_is_restarted_and_serves_the_next_request() {
         // One executor, so the next message must be served by the restarted actor.
-        let executors = Executors::start(1, pool(), Duration::from_secs(2));
+        let executors = Executors::start(1, pool(), Duration::from_secs(2), Arc::from([]));
         executors
             .send(CheckHealth)
             .await

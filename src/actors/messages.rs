@@ -1,9 +1,10 @@
 use actix::Message;
 
 use super::ExecutorError;
-use crate::db::{Created, OrderPage};
+use crate::db::{Created, EventPage, OrderPage};
 use crate::domain::{
-    CreateRequest, Order, OrderId, OrderStatus, PageRequest, Precondition, StatusChange,
+    CreateRequest, EventsRequest, Order, OrderId, OrderStatus, PageRequest, Precondition,
+    StatusChange,
 };
 
 /// Store a validated order with its items, unless its idempotency key was seen before.
@@ -35,6 +36,16 @@ pub struct ChangeStatus {
     pub to: OrderStatus,
     pub precondition: Option<Precondition>,
 }
+
+/// Read one page of the event feed.
+#[derive(Message)]
+#[rtype(result = "Result<EventPage, ExecutorError>")]
+pub struct ListEvents(pub EventsRequest);
+
+/// Delete events older than the given age, with their deliveries; answers how many went.
+#[derive(Message)]
+#[rtype(result = "Result<usize, ExecutorError>")]
+pub struct PurgeEvents(pub std::time::Duration);
 
 /// Check that a pooled connection answers.
 #[derive(Message)]

@@ -8,6 +8,7 @@ mod set;
 
 pub use executor::{DbExecutor, ExecutorError};
 pub use messages::{
-    ChangeStatus, CheckHealth, CreateOrder, GetHistory, GetOrder, ListOrders, PurgeIdempotencyKeys,
+    ChangeStatus, CheckHealth, CreateOrder, GetHistory, GetOrder, ListEvents, ListOrders,
+    PurgeEvents, PurgeIdempotencyKeys,
 };
 pub use set::{Executors, Queued};

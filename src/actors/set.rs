@@ -29,14 +29,20 @@ struct Mailbox {
 
 impl Executors {
     /// Starts `count` executors on the current arbiter, each under a `Supervisor`.
-    pub fn start(count: usize, pool: Pool, ping_timeout: Duration) -> Self {
+    pub fn start(
+        count: usize,
+        pool: Pool,
+        ping_timeout: Duration,
+        webhook_urls: Arc<[String]>,
+    ) -> Self {
         let restarts = Arc::new(AtomicU64::new(0));
         let executors = (0..count.max(1))
             .map(|index| {
                 let (pool, restarts) = (pool.clone(), restarts.clone());
+                let webhook_urls = webhook_urls.clone();
                 Mailbox {
                     addr: Supervisor::start(move |_| {
-                        DbExecutor::new(index, pool, ping_timeout, restarts)
+                        DbExecutor::new(index, pool, ping_timeout, webhook_urls, restarts)
                     }),
                     waiting: Arc::default(),
                 }

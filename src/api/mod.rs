@@ -5,6 +5,7 @@
 mod auth;
 mod cors;
 mod error;
+mod events;
 mod headers;
 mod health;
 mod json;
@@ -13,11 +14,13 @@ mod metrics;
 mod observe;
 mod openapi;
 mod orders;
+mod params;
 mod routes;
 
 pub use auth::ApiKeys;
 pub use cors::{cors, CorsOrigins};
 pub use error::ApiError;
+pub use events::EventSignal;
 pub use health::{close_when_draining, Draining};
 pub use limits::body_deadline;
 pub use observe::observe;

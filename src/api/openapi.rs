@@ -17,7 +17,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 use super::auth::ApiKeys;
 use super::error::ErrorBody;
 use super::headers::X_REQUEST_ID;
-use super::{health, metrics, orders};
+use super::{events, health, metrics, orders};
 
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 pub const DOCS_PATH: &str = "/docs";
@@ -40,9 +40,12 @@ const BEARER: &str = "bearer";
         orders::get_order,
         orders::update_status,
         orders::order_history,
+        events::list_events,
+        events::stream_events,
     ),
     tags(
         (name = "orders", description = "Create, read, list and change orders"),
+        (name = "events", description = "What happened to orders, in an order no consumer can miss an event in"),
         (name = "health", description = "Liveness and database reachability"),
         (name = "operations", description = "Prometheus metrics"),
     ),

@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 use super::error::{ErrorBody, ErrorCode};
 use super::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 use super::json::{Field, Integer, JsonKind};
+use super::params::reject_unknown_parameters;
 use super::ApiError;
 use crate::actors::{ChangeStatus, CreateOrder, Executors, GetHistory, GetOrder, ListOrders};
 use crate::db::Created;
@@ -248,21 +249,6 @@ const LIST_PARAMETERS: [&str; 6] = [
     "created_after",
     "created_before",
 ];
-
-/// A parameter the route does not know is refused: a typo (`?staus=pending`) silently ignored
-/// would answer something else than what was asked.
-fn reject_unknown_parameters(query: &str, accepted: &[&str]) -> Result<(), ApiError> {
-    match form_urlencoded::parse(query.as_bytes()).find(|(name, _)| !accepted.contains(&&**name)) {
-        None => Ok(()),
-        Some((name, _)) => Err(ApiError::bad_request(
-            ErrorCode::UnknownParameter,
-            format!(
-                "unknown query parameter {name:?}; this route takes {}",
-                accepted.join(", ")
-            ),
-        )),
-    }
-}
 
 /// List orders, newest first, one page at a time, optionally filtered
 /// (`GET /api/v1/orders?limit=&cursor=&status=&customer_email=&created_after=&created_before=`).

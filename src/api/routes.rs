@@ -4,6 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::auth::require_api_key;
 use super::error::ErrorCode;
+use super::events::{list_events, stream_events};
 use super::health::{health, live, ready};
 use super::metrics::metrics;
 use super::openapi::{docs, openapi_json, DOCS_PATH, OPENAPI_PATH};
@@ -78,6 +79,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::resource("/orders/{id}/status")
                     .route(web::put().to(update_status))
                     .default_service(only("PUT")),
+            )
+            .service(
+                web::resource("/events")
+                    .route(web::get().to(list_events))
+                    .route(web::head().to(list_events))
+                    .default_service(only("GET, HEAD")),
+            )
+            .service(
+                web::resource("/events/stream")
+                    .route(web::get().to(stream_events))
+                    .default_service(only("GET")),
             )
             .service(
                 web::resource("/orders/{id}/history")

@@ -17,11 +17,12 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Numeric, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
+use super::events::record_events;
 use super::queries::find_order;
 use super::schema::idempotency_keys;
 use super::StoreError;
 use crate::domain::{
-    CreateRequest, IdempotencyKey, NewOrder, Order, OrderId, OrderItem, OrderStatus,
+    CreateRequest, IdempotencyKey, NewEvent, NewOrder, Order, OrderId, OrderItem, OrderStatus,
 };
 
 /// What a create request came to.
@@ -32,17 +33,21 @@ pub enum Created {
     Replayed(Order),
 }
 
-/// Stores the orders of `requests` with all their items, their initial history rows and their
-/// idempotency keys, atomically, in one transaction. Requests whose key was seen before are
-/// answered from it instead.
+/// Stores the orders of `requests` with all their items, their initial history rows, their
+/// idempotency keys and their `order.created` events (with a delivery per webhook URL),
+/// atomically, in one transaction. Requests whose key was seen before are answered from it
+/// instead, and write nothing.
 ///
 /// The outer error fails the whole batch; inner ones belong to their request alone.
 pub async fn insert_orders(
     conn: &mut AsyncPgConnection,
     requests: &[CreateRequest],
+    webhook_urls: &[String],
 ) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
-    conn.transaction::<_, StoreError, _>(async |conn| create_in_transaction(conn, requests).await)
-        .await
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        create_in_transaction(conn, requests, webhook_urls).await
+    })
+    .await
 }
 
 /// What to do with one request of a batch.
@@ -55,6 +60,7 @@ enum Plan {
 async fn create_in_transaction(
     conn: &mut AsyncPgConnection,
     requests: &[CreateRequest],
+    webhook_urls: &[String],
 ) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
     let plans = plan(conn, requests).await?;
     let fresh: Vec<(&CreateRequest, Option<&str>)> = requests
@@ -65,7 +71,16 @@ async fn create_in_transaction(
             _ => None,
         })
         .collect();
-    let mut inserted = insert_batch(conn, &fresh).await?.into_iter();
+    let inserted = insert_batch(conn, &fresh).await?;
+    let events = inserted
+        .iter()
+        .map(NewEvent::created)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            StoreError::Impossible(format!("an order that cannot be written as JSON: {e}"))
+        })?;
+    record_events(conn, &events, webhook_urls).await?;
+    let mut inserted = inserted.into_iter();
 
     let mut outcomes = Vec::with_capacity(requests.len());
     for plan in plans {

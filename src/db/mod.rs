@@ -5,6 +5,7 @@
 mod connect;
 mod create;
 mod error;
+mod events;
 mod migrations;
 mod models;
 mod pool;
@@ -14,6 +15,7 @@ pub mod schema;
 pub use connect::{ConnectOptions, ConnectOptionsError, SslMode};
 pub use create::{insert_orders, Created};
 pub use error::StoreError;
+pub use events::{events_page, listen_for_events, purge_events, EventPage};
 pub use migrations::{run_migrations, MigrationError};
 pub use pool::{Pool, PoolSettings, PooledConnection};
 pub use queries::{

@@ -10,12 +10,13 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Bool, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
+use super::events::record_events;
 use super::models::{parse_status, HistoryRow, ItemRow, NewHistoryRow, OrderRow};
 use super::schema::{idempotency_keys, order_items, order_status_history, orders};
 use super::StoreError;
 use crate::domain::{
-    Cursor, Order, OrderId, OrderStatus, OrderVersion, PageRequest, Precondition, StatusChange,
-    Transition, VersionMismatch,
+    Cursor, NewEvent, Order, OrderId, OrderStatus, OrderVersion, PageRequest, Precondition,
+    StatusChange, Transition, VersionMismatch,
 };
 use crate::metrics;
 
@@ -236,10 +237,11 @@ pub async fn change_status(
     id: OrderId,
     to: OrderStatus,
     precondition: Option<&Precondition>,
+    webhook_urls: &[String],
 ) -> Result<Order, StoreError> {
     let (order, transition) = conn
         .transaction::<_, StoreError, _>(async |conn| {
-            change_in_transaction(conn, id, to, precondition).await
+            change_in_transaction(conn, id, to, precondition, webhook_urls).await
         })
         .await?;
     // Counted once committed: a rolled-back change did not happen.
@@ -250,12 +252,14 @@ pub async fn change_status(
 }
 
 /// Under the order's row lock, so that the version the precondition checks and the status
-/// the state machine checks are the ones the change replaces.
+/// the state machine checks are the ones the change replaces. A move writes its history row
+/// and its `order.status_changed` event; a same-status no-op writes nothing.
 async fn change_in_transaction(
     conn: &mut AsyncPgConnection,
     id: OrderId,
     to: OrderStatus,
     precondition: Option<&Precondition>,
+    webhook_urls: &[String],
 ) -> Result<(Order, Transition), StoreError> {
     let (current, updated_at): (String, chrono::DateTime<chrono::Utc>) = orders::table
         .find(id.get())
@@ -279,5 +283,11 @@ async fn change_in_transaction(
         record_status(conn, id.get(), Some(from), to).await?;
     }
     let order = find_order(conn, id).await?.ok_or(StoreError::NotFound)?;
+    if let Transition::Move { from, to } = transition {
+        let event = NewEvent::status_changed(&order, from, to).map_err(|e| {
+            StoreError::Impossible(format!("an order that cannot be written as JSON: {e}"))
+        })?;
+        record_events(conn, &[event], webhook_urls).await?;
+    }
     Ok((order, transition))
 }

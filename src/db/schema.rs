@@ -1,11 +1,34 @@
 // @generated automatically by Diesel CLI.
 
+pub mod sql_types {
+    #[derive(diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "xid8", schema = "pg_catalog"))]
+    pub struct Xid8;
+}
+
 diesel::table! {
     idempotency_keys (key) {
         key -> Text,
         request_hash -> Text,
         order_id -> Int8,
         created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::Xid8;
+
+    order_events (id) {
+        id -> Int8,
+        tx_id -> Xid8,
+        order_id -> Int8,
+        #[sql_name = "type"]
+        type_ -> Text,
+        from_status -> Nullable<Text>,
+        to_status -> Nullable<Text>,
+        data -> Json,
+        occurred_at -> Timestamptz,
     }
 }
 
@@ -42,13 +65,29 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_deliveries (event_id, url) {
+        event_id -> Int8,
+        url -> Text,
+        state -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_error -> Nullable<Text>,
+        delivered_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(idempotency_keys -> orders (order_id));
+diesel::joinable!(order_events -> orders (order_id));
 diesel::joinable!(order_items -> orders (order_id));
 diesel::joinable!(order_status_history -> orders (order_id));
+diesel::joinable!(webhook_deliveries -> order_events (event_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
+    order_events,
     order_items,
     order_status_history,
     orders,
+    webhook_deliveries,
 );

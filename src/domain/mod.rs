@@ -6,6 +6,7 @@
 //! the API shows derive `ToSchema` next to `Serialize`: both describe the same JSON.
 
 mod email;
+mod event;
 mod filter;
 mod fingerprint;
 mod idempotency;
@@ -17,8 +18,13 @@ mod status;
 mod text;
 mod validation;
 mod version;
+mod webhook;
 
 pub use email::Email;
+pub use event::{
+    parse_event_types, parse_wait, Event, EventData, EventPosition, EventType, EventsRequest,
+    NewEvent,
+};
 pub use filter::{FilterInput, ListFilter};
 pub use idempotency::{CreateRequest, IdempotencyKey};
 pub use money::Money;
@@ -29,3 +35,4 @@ pub use status::{IllegalTransition, OrderStatus, StatusChange, Transition, Unkno
 pub use text::{CustomerName, ProductName};
 pub use validation::{FieldError, ValidationErrors};
 pub use version::{OrderVersion, Precondition, VersionMismatch};
+pub use webhook::WebhookSecret;

@@ -3,6 +3,7 @@
 mod auth;
 mod create_order;
 mod errors;
+mod events;
 mod get_order;
 mod health;
 mod helpers;

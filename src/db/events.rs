@@ -1,0 +1,230 @@
+//! The outbox: events written in the transaction of their change, the feed that reads them in
+//! an order no late commit can break, and the listener that wakes waiting readers.
+//!
+//! Plain SQL: the transaction id column (`xid8`) has no diesel type, and the feed's condition
+//! is PostgreSQL's snapshot functions.
+
+use std::time::Duration;
+
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz};
+use diesel::QueryableByName;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::StreamExt;
+use serde_json::value::RawValue;
+use tokio::sync::watch;
+
+use super::models::parse_status;
+use super::{ConnectOptions, StoreError};
+use crate::domain::{Event, EventData, EventPosition, EventType, EventsRequest, NewEvent};
+
+/// The channel a transaction that wrote events notifies on commit.
+const CHANNEL: &str = "order_events";
+/// How long the listener waits before connecting again after losing its connection.
+const RELISTEN_AFTER: Duration = Duration::from_secs(1);
+
+/// Writes `events` in the caller's transaction, with one delivery row per event and webhook
+/// URL, and notifies the listeners, which PostgreSQL does only if the transaction commits.
+/// One statement, however many events.
+pub async fn record_events(
+    conn: &mut AsyncPgConnection,
+    events: &[NewEvent],
+    webhook_urls: &[String],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let (mut order_ids, mut types, mut froms, mut tos, mut data) = (
+        Vec::with_capacity(events.len()),
+        Vec::with_capacity(events.len()),
+        Vec::with_capacity(events.len()),
+        Vec::with_capacity(events.len()),
+        Vec::with_capacity(events.len()),
+    );
+    for event in events {
+        order_ids.push(event.order_id.get());
+        types.push(event.kind.as_str());
+        froms.push(event.change.map(|(from, _)| from.as_str()));
+        tos.push(event.change.map(|(_, to)| to.as_str()));
+        data.push(event.order_json.as_str());
+    }
+    diesel::sql_query(
+        "WITH written AS ( \
+             INSERT INTO order_events (order_id, type, from_status, to_status, data) \
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]::json[]) \
+             RETURNING id \
+         ), deliveries AS ( \
+             INSERT INTO webhook_deliveries (event_id, url) \
+             SELECT written.id, urls.url FROM written CROSS JOIN unnest($6::text[]) AS urls (url) \
+         ) \
+         SELECT pg_notify($7, '')",
+    )
+    .bind::<Array<BigInt>, _>(order_ids)
+    .bind::<Array<Text>, _>(types)
+    .bind::<Array<Nullable<Text>>, _>(froms)
+    .bind::<Array<Nullable<Text>>, _>(tos)
+    .bind::<Array<Text>, _>(data)
+    .bind::<Array<Text>, _>(webhook_urls)
+    .bind::<Text, _>(CHANNEL)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One page of the feed.
+#[derive(Debug)]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// With an empty page: whether committed events wait behind a transaction that is still
+    /// running, and will be handed out once it ends.
+    pub held_back: bool,
+}
+
+#[derive(QueryableByName)]
+struct EventRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    tx: String,
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    from_status: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    to_status: Option<String>,
+    #[diesel(sql_type = Text)]
+    data: String,
+    #[diesel(sql_type = Timestamptz)]
+    occurred_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(QueryableByName)]
+struct Flag {
+    #[diesel(sql_type = Bool)]
+    value: bool,
+}
+
+/// Events after `request.after`, oldest first by `(tx_id, id)`, from transactions older than
+/// every transaction still running: those can no longer be joined by an event that would sort
+/// before them, so a reader that has seen up to a position never misses anything behind it.
+pub async fn events_page(
+    conn: &mut AsyncPgConnection,
+    request: &EventsRequest,
+) -> Result<EventPage, StoreError> {
+    let types: Option<Vec<&str>> = (!request.types.is_empty())
+        .then(|| request.types.iter().map(|kind| kind.as_str()).collect());
+    let rows: Vec<EventRow> = diesel::sql_query(
+        "SELECT id, tx_id::text AS tx, type AS kind, from_status, to_status, data::text AS data, \
+                occurred_at \
+         FROM order_events \
+         WHERE (tx_id, id) > ($1::xid8, $2) \
+           AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+           AND ($3::text[] IS NULL OR type = ANY ($3)) \
+         ORDER BY tx_id, id \
+         LIMIT $4",
+    )
+    .bind::<Text, _>(request.after.tx.to_string())
+    .bind::<BigInt, _>(request.after.id)
+    .bind::<Nullable<Array<Text>>, _>(types)
+    .bind::<Integer, _>(request.limit.get() as i32)
+    .load(conn)
+    .await?;
+    let events = rows
+        .into_iter()
+        .map(EventRow::into_event)
+        .collect::<Result<Vec<_>, _>>()?;
+    let held_back =
+        events.is_empty() && events_behind_running_transactions(conn, request.after).await?;
+    Ok(EventPage { events, held_back })
+}
+
+async fn events_behind_running_transactions(
+    conn: &mut AsyncPgConnection,
+    after: EventPosition,
+) -> Result<bool, StoreError> {
+    let flag: Flag = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM order_events WHERE (tx_id, id) > ($1::xid8, $2)) AS value",
+    )
+    .bind::<Text, _>(after.tx.to_string())
+    .bind::<BigInt, _>(after.id)
+    .get_result(conn)
+    .await?;
+    Ok(flag.value)
+}
+
+impl EventRow {
+    fn into_event(self) -> Result<Event, StoreError> {
+        let impossible =
+            |what: String| StoreError::Impossible(format!("event {}: {what}", self.id));
+        let tx = self
+            .tx
+            .parse()
+            .map_err(|_| impossible(format!("transaction id {:?}", self.tx)))?;
+        let kind = EventType::parse(&self.kind).map_err(impossible)?;
+        let from = self.from_status.as_deref().map(parse_status).transpose()?;
+        let to = self.to_status.as_deref().map(parse_status).transpose()?;
+        let order = RawValue::from_string(self.data)
+            .map_err(|e| StoreError::Impossible(format!("event {}: data: {e}", self.id)))?;
+        Ok(Event {
+            id: self.id,
+            kind,
+            timestamp: self.occurred_at,
+            cursor: EventPosition { tx, id: self.id },
+            data: EventData { order, from, to },
+        })
+    }
+}
+
+/// Deletes events older than `age`, and their deliveries; returns how many events went.
+pub async fn purge_events(
+    conn: &mut AsyncPgConnection,
+    age: Duration,
+) -> Result<usize, StoreError> {
+    let cutoff = chrono::Utc::now() - age;
+    Ok(
+        diesel::sql_query("DELETE FROM order_events WHERE occurred_at < $1")
+            .bind::<Timestamptz, _>(cutoff)
+            .execute(conn)
+            .await?,
+    )
+}
+
+/// Keeps one connection LISTENing for committed events, for as long as the returned receiver
+/// (or a clone) lives. Its value changes on every notification, and after every reconnection
+/// (a notification may have been missed meanwhile), so readers waiting for events look again.
+pub fn listen_for_events(options: ConnectOptions) -> watch::Receiver<u64> {
+    let (signal, receiver) = watch::channel(0);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = signal.closed() => return,
+                outcome = listen(&options, &signal) => {
+                    if let Err(e) = outcome {
+                        log::warn!("event listener: {e}; listening again in {RELISTEN_AFTER:?}");
+                    }
+                }
+            }
+            tokio::time::sleep(RELISTEN_AFTER).await;
+        }
+    });
+    receiver
+}
+
+/// Listens until the connection ends.
+async fn listen(options: &ConnectOptions, signal: &watch::Sender<u64>) -> Result<(), StoreError> {
+    let mut conn = options
+        .connect()
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    diesel::sql_query(format!("LISTEN {CHANNEL}"))
+        .execute(&mut conn)
+        .await?;
+    signal.send_modify(|n| *n += 1);
+    let mut notifications = std::pin::pin!(conn.notifications_stream());
+    while let Some(notification) = notifications.next().await {
+        notification?;
+        signal.send_modify(|n| *n += 1);
+    }
+    Err(StoreError::Unavailable(
+        "the listening connection closed".into(),
+    ))
+}
