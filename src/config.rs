@@ -9,7 +9,7 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use crate::api::{ApiKeys, CorsOrigins};
 use crate::db::{ConnectOptions, ConnectOptionsError, PoolSettings};
-use crate::domain::WebhookSecret;
+use crate::domain::{RetrySchedule, WebhookSecret};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -37,6 +37,10 @@ pub struct Config {
     pub webhook_urls: Vec<String>,
     /// The key webhooks are signed with; set whenever `webhook_urls` is not empty.
     pub webhook_secret: Option<WebhookSecret>,
+    /// How long one webhook request may take before it counts as failed.
+    pub webhook_timeout: Duration,
+    /// The waits between attempts of a failing delivery; after the last, it is failed.
+    pub webhook_retries: RetrySchedule,
 }
 
 /// A variable that is set but unusable; start-up stops and names it.
@@ -94,6 +98,12 @@ impl Config {
             events_retention: env.duration("EVENTS_RETENTION", "7days")?,
             webhook_urls: webhook_urls(&env)?,
             webhook_secret: webhook_secret(&env)?,
+            webhook_timeout: env.duration("WEBHOOK_TIMEOUT", "10s")?,
+            webhook_retries: RetrySchedule::parse(
+                &env.get("WEBHOOK_RETRY_SCHEDULE")
+                    .unwrap_or_else(|| RetrySchedule::DEFAULT.to_owned()),
+            )
+            .map_err(|reason| env.invalid("WEBHOOK_RETRY_SCHEDULE", reason))?,
         })
     }
 }
@@ -293,6 +303,8 @@ mod tests {
         assert_eq!(c.shutdown_grace, Duration::from_secs(5));
         assert_eq!(c.events_retention, Duration::from_secs(7 * 24 * 60 * 60));
         assert!(c.webhook_urls.is_empty(), "no deliveries unless asked");
+        assert_eq!(c.webhook_timeout, Duration::from_secs(10));
+        assert_eq!(c.webhook_retries.delays()[0], Duration::from_secs(5));
         assert_eq!(
             c.cors_allowed_origins,
             CorsOrigins::None,
@@ -424,6 +436,8 @@ mod tests {
             ("POSTGRES_SSLMODE", "verify"),
             ("HOST", "localhost:80"),
             ("HTTP_REQUEST_TIMEOUT", "0s"),
+            ("WEBHOOK_TIMEOUT", "never"),
+            ("WEBHOOK_RETRY_SCHEDULE", "5s,,1m"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).expect_err(var);

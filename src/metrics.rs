@@ -29,6 +29,7 @@ struct Series {
     create_batch_size: Histogram,
     status_transitions: IntCounterVec,
     db_errors: IntCounterVec,
+    webhook_attempts: IntCounterVec,
 }
 
 static SERIES: LazyLock<Series> = LazyLock::new(Series::register);
@@ -85,6 +86,15 @@ impl Series {
                 &["kind"],
             )
             .expect("valid metric"),
+            webhook_attempts: IntCounterVec::new(
+                Opts::new(
+                    "ordersvc_webhook_attempts_total",
+                    "Webhook delivery attempts by outcome: delivered (2xx), retry (another attempt \
+                     is scheduled) or failed (the retry schedule is spent)",
+                ),
+                &["outcome"],
+            )
+            .expect("valid metric"),
             registry,
         };
         // Every legal move is shown from the start, at 0, so that rates exist before the first one.
@@ -95,13 +105,14 @@ impl Series {
                     .with_label_values(&[from.as_str(), to.as_str()]);
             }
         }
-        let collectors: [Box<dyn Collector>; 6] = [
+        let collectors: [Box<dyn Collector>; 7] = [
             Box::new(series.http_requests.clone()),
             Box::new(series.http_duration.clone()),
             Box::new(series.orders_created.clone()),
             Box::new(series.create_batch_size.clone()),
             Box::new(series.status_transitions.clone()),
             Box::new(series.db_errors.clone()),
+            Box::new(series.webhook_attempts.clone()),
         ];
         for collector in collectors {
             series
@@ -144,6 +155,11 @@ pub fn status_changed(from: OrderStatus, to: OrderStatus) {
 /// A database or pool error of the given kind (`unique_violation`, `pool_timeout` …).
 pub fn db_error(kind: &str) {
     SERIES.db_errors.with_label_values(&[kind]).inc();
+}
+
+/// A webhook delivery attempt's outcome: `delivered`, `retry` or `failed`.
+pub fn webhook_attempt(outcome: &str) {
+    SERIES.webhook_attempts.with_label_values(&[outcome]).inc();
 }
 
 /// What the executors and their pool look like at the moment of a scrape.

@@ -7,7 +7,9 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{from_fn, Compress};
 use actix_web::{web, App, HttpServer};
 
-use crate::actors::{Executors, PurgeEvents, PurgeIdempotencyKeys};
+use crate::actors::{
+    start_dispatcher, Executors, PurgeEvents, PurgeIdempotencyKeys, WebhookSettings,
+};
 use crate::api::{Draining, EventSignal};
 use crate::config::Config;
 use crate::db::{listen_for_events, run_migrations, MigrationError, Pool};
@@ -51,7 +53,16 @@ impl Application {
             config.webhook_urls.clone().into(),
         ));
         actix_web::rt::spawn(purge_expired(executors.clone(), config.events_retention));
-        let event_signal = web::Data::new(EventSignal(listen_for_events(config.database.clone())));
+        let events = listen_for_events(config.database.clone());
+        if let (false, Some(secret)) = (config.webhook_urls.is_empty(), &config.webhook_secret) {
+            let settings = WebhookSettings {
+                secret: secret.clone(),
+                timeout: config.webhook_timeout,
+                retries: config.webhook_retries.clone(),
+            };
+            start_dispatcher(config.database.clone(), settings, events.clone());
+        }
+        let event_signal = web::Data::new(EventSignal(events));
         let api_keys = web::Data::new(config.api_keys.clone());
         let draining = web::Data::new(Draining::default());
         let app_draining = draining.clone();

@@ -210,7 +210,7 @@ fn tls_connector(
 
 /// An error and its causes, `outer: inner: innermost`: tokio-postgres says "error performing TLS
 /// handshake" and keeps the reason (a refused certificate, say) in its source.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

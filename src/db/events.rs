@@ -80,7 +80,7 @@ pub struct EventPage {
 }
 
 #[derive(QueryableByName)]
-struct EventRow {
+pub(super) struct EventRow {
     #[diesel(sql_type = BigInt)]
     id: i64,
     #[diesel(sql_type = Text)]
@@ -152,7 +152,7 @@ async fn events_behind_running_transactions(
 }
 
 impl EventRow {
-    fn into_event(self) -> Result<Event, StoreError> {
+    pub(super) fn into_event(self) -> Result<Event, StoreError> {
         let impossible =
             |what: String| StoreError::Impossible(format!("event {}: {what}", self.id));
         let tx = self

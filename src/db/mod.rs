@@ -4,6 +4,7 @@
 
 mod connect;
 mod create;
+mod deliveries;
 mod error;
 mod events;
 mod migrations;
@@ -12,8 +13,12 @@ mod pool;
 mod queries;
 pub mod schema;
 
+pub(crate) use connect::error_chain;
 pub use connect::{ConnectOptions, ConnectOptionsError, SslMode};
 pub use create::{insert_orders, Created};
+pub use deliveries::{
+    claim_deliveries, next_delivery_due_in, record_delivered, record_failed_attempt, DueDelivery,
+};
 pub use error::StoreError;
 pub use events::{events_page, listen_for_events, purge_events, EventPage};
 pub use migrations::{run_migrations, MigrationError};

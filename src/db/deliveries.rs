@@ -1,0 +1,152 @@
+//! Webhook deliveries: claiming the due ones, so that the dispatchers of several instances share
+//! them without sending one twice, and recording how each attempt went.
+//!
+//! A claim is a lease, not a lock held while sending: the claiming statement moves the row's
+//! `next_attempt_at` past the end of the attempt and commits at once, so no connection waits on
+//! a receiver, and a claim whose instance died comes back by itself when the lease runs out.
+
+use std::time::Duration;
+
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use diesel::QueryableByName;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::events::EventRow;
+use super::StoreError;
+use crate::domain::Event;
+
+/// A delivery claimed for one attempt.
+#[derive(Debug)]
+pub struct DueDelivery {
+    pub event: Event,
+    pub url: String,
+    /// This attempt's number, the first being 1.
+    pub attempt: u32,
+}
+
+#[derive(QueryableByName)]
+struct ClaimedRow {
+    #[diesel(sql_type = Text)]
+    url: String,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(embed)]
+    event: EventRow,
+}
+
+#[derive(QueryableByName)]
+struct Millis {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    value: Option<i64>,
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Claims up to `limit` due deliveries, oldest due first, for `lease`: until then no dispatcher
+/// claims them again. Rows another dispatcher is claiming are skipped, not waited for.
+pub async fn claim_deliveries(
+    conn: &mut AsyncPgConnection,
+    limit: usize,
+    lease: Duration,
+) -> Result<Vec<DueDelivery>, StoreError> {
+    let rows: Vec<ClaimedRow> = diesel::sql_query(
+        "WITH due AS ( \
+             SELECT event_id, url FROM webhook_deliveries \
+             WHERE state = 'pending' AND next_attempt_at <= now() \
+             ORDER BY next_attempt_at \
+             LIMIT $1 \
+             FOR UPDATE SKIP LOCKED \
+         ), claimed AS ( \
+             UPDATE webhook_deliveries AS d \
+             SET attempts = d.attempts + 1, \
+                 next_attempt_at = now() + $2::float8 * interval '1 microsecond' \
+             FROM due WHERE d.event_id = due.event_id AND d.url = due.url \
+             RETURNING d.event_id, d.url, d.attempts \
+         ) \
+         SELECT claimed.url, claimed.attempts, e.id, e.tx_id::text AS tx, e.type AS kind, \
+                e.from_status, e.to_status, e.data::text AS data, e.occurred_at \
+         FROM claimed JOIN order_events AS e ON e.id = claimed.event_id",
+    )
+    .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+    .bind::<BigInt, _>(micros(lease))
+    .load(conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let attempt = u32::try_from(row.attempts).map_err(|_| {
+                StoreError::Impossible(format!("delivery with {} attempts", row.attempts))
+            })?;
+            Ok(DueDelivery {
+                event: row.event.into_event()?,
+                url: row.url,
+                attempt,
+            })
+        })
+        .collect()
+}
+
+/// Marks a delivery delivered.
+pub async fn record_delivered(
+    conn: &mut AsyncPgConnection,
+    event_id: i64,
+    url: &str,
+) -> Result<(), StoreError> {
+    diesel::sql_query(
+        "UPDATE webhook_deliveries \
+         SET state = 'delivered', delivered_at = now(), last_error = NULL \
+         WHERE event_id = $1 AND url = $2 AND state = 'pending'",
+    )
+    .bind::<BigInt, _>(event_id)
+    .bind::<Text, _>(url)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records why attempt `attempt` failed, and schedules the next one after `retry_in`, or marks
+/// the delivery failed when there is none. Does nothing if the delivery was claimed again
+/// meanwhile (this attempt outlived its lease): that claim's outcome is the one to keep.
+pub async fn record_failed_attempt(
+    conn: &mut AsyncPgConnection,
+    event_id: i64,
+    url: &str,
+    attempt: u32,
+    error: &str,
+    retry_in: Option<Duration>,
+) -> Result<(), StoreError> {
+    diesel::sql_query(
+        "UPDATE webhook_deliveries \
+         SET last_error = $4, \
+             state = CASE WHEN $5::bigint IS NULL THEN 'failed' ELSE 'pending' END, \
+             next_attempt_at = CASE WHEN $5::bigint IS NULL THEN next_attempt_at \
+                                    ELSE now() + $5::float8 * interval '1 microsecond' END \
+         WHERE event_id = $1 AND url = $2 AND attempts = $3 AND state = 'pending'",
+    )
+    .bind::<BigInt, _>(event_id)
+    .bind::<Text, _>(url)
+    .bind::<Integer, _>(i32::try_from(attempt).unwrap_or(i32::MAX))
+    .bind::<Text, _>(error)
+    .bind::<Nullable<BigInt>, _>(retry_in.map(micros))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// How soon the next pending delivery falls due (zero when one is due already); `None` when
+/// nothing is pending.
+pub async fn next_delivery_due_in(
+    conn: &mut AsyncPgConnection,
+) -> Result<Option<Duration>, StoreError> {
+    let due: Millis = diesel::sql_query(
+        "SELECT (extract(epoch FROM min(next_attempt_at) - clock_timestamp()) * 1000)::bigint \
+                AS value \
+         FROM webhook_deliveries WHERE state = 'pending'",
+    )
+    .get_result(conn)
+    .await?;
+    Ok(due
+        .value
+        .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
+}
