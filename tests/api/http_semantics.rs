@@ -86,13 +86,14 @@ async fn an_order_carries_an_etag_and_if_none_match_answers_304() {
     let etag = first.headers()["etag"].to_str().unwrap().to_owned();
     assert!(etag.starts_with(&format!("\"{id}-")), "{etag}");
 
-    let unchanged = app
-        .client
-        .get(app.url(&path))
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let get_if_none_match = |tag: &str| {
+        app.client
+            .get(app.url(&path))
+            .header("if-none-match", tag)
+            .send()
+    };
+
+    let unchanged = get_if_none_match(&etag).await.unwrap();
     assert_eq!(unchanged.status(), 304);
     assert_eq!(unchanged.headers()["etag"].to_str().unwrap(), etag);
     assert!(unchanged.bytes().await.unwrap().is_empty());
@@ -100,13 +101,7 @@ async fn an_order_carries_an_etag_and_if_none_match_answers_304() {
     let changed = app.set_status(id, "processing").await;
     let new_etag = changed.headers()["etag"].to_str().unwrap().to_owned();
     assert_ne!(new_etag, etag, "a status change makes a new version");
-    let after = app
-        .client
-        .get(app.url(&path))
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let after = get_if_none_match(&etag).await.unwrap();
     assert_eq!(after.status(), 200, "the old tag no longer matches");
     assert_eq!(after.headers()["etag"].to_str().unwrap(), new_etag);
 }
