@@ -8,7 +8,8 @@ use actix_web::middleware::{from_fn, Compress};
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::{
-    start_dispatcher, Executors, PurgeEvents, PurgeIdempotencyKeys, WebhookSettings,
+    start_dispatcher, DispatcherHandle, Executors, PurgeEvents, PurgeIdempotencyKeys,
+    WebhookSettings,
 };
 use crate::api::{Draining, EventSignal};
 use crate::config::Config;
@@ -37,6 +38,8 @@ pub struct Application {
     server: Server,
     draining: web::Data<Draining>,
     shutdown_grace: Duration,
+    /// The webhook dispatcher, when webhooks are configured.
+    dispatcher: Option<DispatcherHandle>,
 }
 
 impl Application {
@@ -54,14 +57,17 @@ impl Application {
         ));
         actix_web::rt::spawn(purge_expired(executors.clone(), config.events_retention));
         let events = listen_for_events(config.database.clone());
-        if let (false, Some(secret)) = (config.webhook_urls.is_empty(), &config.webhook_secret) {
-            let settings = WebhookSettings {
-                secret: secret.clone(),
-                timeout: config.webhook_timeout,
-                retries: config.webhook_retries.clone(),
-            };
-            start_dispatcher(config.database.clone(), settings, events.clone());
-        }
+        let dispatcher = match (config.webhook_urls.is_empty(), &config.webhook_secret) {
+            (false, Some(secret)) => {
+                let settings = WebhookSettings {
+                    secret: secret.clone(),
+                    timeout: config.webhook_timeout,
+                    retries: config.webhook_retries.clone(),
+                };
+                start_dispatcher(config.database.clone(), settings, events.clone())
+            }
+            _ => None,
+        };
         let event_signal = web::Data::new(EventSignal(events));
         let api_keys = web::Data::new(config.api_keys.clone());
         let draining = web::Data::new(Draining::default());
@@ -113,6 +119,7 @@ impl Application {
             server,
             draining,
             shutdown_grace: config.shutdown_grace,
+            dispatcher,
         })
     }
 
@@ -121,14 +128,19 @@ impl Application {
     }
 
     /// Serves until SIGTERM or SIGINT, then drains: reports not ready at once, keeps serving
-    /// for the grace period, then stops accepting and lets in-flight requests finish.
+    /// for the grace period, then stops accepting and lets in-flight requests finish, and
+    /// webhooks already sent.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         actix_web::rt::spawn(drain_on_signal(
             self.server.handle(),
             self.draining,
             self.shutdown_grace,
         ));
-        self.server.await
+        let served = self.server.await;
+        if let Some(dispatcher) = self.dispatcher {
+            dispatcher.stop().await;
+        }
+        served
     }
 }
 

@@ -3,8 +3,8 @@
 //! Standard Webhooks library would.
 //!
 //! - A flaky receiver (a quarter of requests answered 500, one in ten held past the server's
-//!   timeout) and a service restart (SIGTERM, started again on the same database) in the middle
-//!   of the traffic: in the end every event has been received with a valid signature, no
+//!   timeout), a service restart (SIGTERM, started again on the same database) in the middle of
+//!   the traffic and a PostgreSQL crash after it: in the end every event has been received with a valid signature, no
 //!   delivery is pending or failed, and per event the gaps between attempts are at least the
 //!   retry schedule's delays.
 //! - Two instances on one database and a receiver that always answers 200: every event is
@@ -86,7 +86,7 @@ async fn flaky_receiver_and_a_restart(
     )
     .await?;
 
-    let second = Server::start("webhooks-second", &url, &env)?;
+    let mut second = Server::start("webhooks-second", &url, &env)?;
     for (n, id) in orders.iter().enumerate() {
         let to = if n % 3 == 0 { "cancelled" } else { "completed" };
         set_status(http, &second.base, *id, to).await?;
@@ -94,13 +94,23 @@ async fn flaky_receiver_and_a_restart(
     for n in ORDERS..2 * ORDERS {
         create_order(http, &second.base, &format!("flaky-{n}")).await?;
     }
+    // A database crash while retries are scheduled: the dispatcher reconnects by itself and
+    // nothing it had committed is lost.
+    let pending_at_crash = count(
+        &mut conn,
+        "SELECT count(*) AS n FROM webhook_deliveries WHERE state = 'pending'",
+    )
+    .await?;
+    cluster.pg_ctl(&["-m", "immediate", "restart"])?;
+    let mut conn = connect(&url).await?;
     let outcome = drain(&mut conn).await?;
     let report = receiver.report(&outcome.event_ids);
     println!(
         "webhooks: flaky receiver and a restart: {} events, {} deliveries, {} requests received, \
          {} retries, {} duplicates, {} invalid signatures, {} events never received, \
          {} gaps shorter than the schedule, {} failed deliveries; first instance exited {stopped} \
-         with {pending_at_restart} deliveries pending, all delivered after the restart",
+         with {pending_at_restart} deliveries pending, PostgreSQL crashed with \
+         {pending_at_crash} pending; {}",
         outcome.event_ids.len(),
         outcome.deliveries,
         report.requests,
@@ -110,8 +120,16 @@ async fn flaky_receiver_and_a_restart(
         report.missing,
         report.early_retries,
         outcome.failed,
+        match second.exited() {
+            None => "second instance still running".to_owned(),
+            Some(status) => format!("second instance exited ({status})"),
+        },
     );
-    drop(second);
+    if let Some(status) = second.exited() {
+        return Err(format!(
+            "the second instance exited ({status}) during the database crash"
+        ));
+    }
     report.check(&outcome)?;
     if !stopped.success() {
         return Err(format!(

@@ -2,14 +2,15 @@
 //! claims due deliveries, POSTs each event signed to its URL, and records the outcome: delivered
 //! on 2xx, else retried on the schedule and finally failed.
 //!
-//! It has a database connection of its own and never sends to the executors, so a slow or dead
+//! On shutdown it stops claiming and finishes what it sent, so that a restart does not send
+//! again what was delivered. It has a database connection of its own and never sends to the executors, so a slow or dead
 //! receiver cannot take a pooled connection or a mailbox slot from the API; at most
 //! `MAX_IN_FLIGHT` requests are open at once, each bounded by the timeout.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel_async::AsyncPgConnection;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::db::{
@@ -48,14 +49,14 @@ struct Attempt {
     error: Option<String>,
 }
 
-/// Starts the dispatcher on the current runtime; it runs as long as the process does.
-/// `events` changes when events commit, so new deliveries go out at once rather than at the
-/// next look.
+/// Starts the dispatcher on the current runtime. `events` changes when events commit, so new
+/// deliveries go out at once rather than at the next look. It runs until `stop` is called on
+/// the handle, or the handle is dropped.
 pub fn start_dispatcher(
     database: ConnectOptions,
     settings: WebhookSettings,
     events: watch::Receiver<u64>,
-) {
+) -> Option<DispatcherHandle> {
     let client = match reqwest::Client::builder()
         .timeout(settings.timeout)
         // A redirect is not a 2xx: retried, never followed to a URL nobody configured.
@@ -66,9 +67,10 @@ pub fn start_dispatcher(
         Ok(client) => client,
         Err(e) => {
             log::error!("webhooks: cannot build the HTTP client ({e}); no deliveries");
-            return;
+            return None;
         }
     };
+    let lease = settings.timeout + LEASE_MARGIN;
     let dispatcher = Dispatcher {
         database,
         settings,
@@ -77,7 +79,35 @@ pub fn start_dispatcher(
         in_flight: JoinSet::new(),
         unrecorded: Vec::new(),
     };
-    actix_web::rt::spawn(dispatcher.run(events));
+    let (stop, stopped) = oneshot::channel();
+    Some(DispatcherHandle {
+        stop,
+        finished: actix_web::rt::spawn(dispatcher.run(events, stopped)),
+        lease,
+    })
+}
+
+pub struct DispatcherHandle {
+    stop: oneshot::Sender<()>,
+    finished: tokio::task::JoinHandle<()>,
+    lease: Duration,
+}
+
+impl DispatcherHandle {
+    /// Stops claiming, and waits for the requests in flight to be answered and their outcomes
+    /// recorded: a delivery that was answered 2xx but not recorded would be sent again after
+    /// the restart. Waits at most a lease (the database may be gone); what is left then is
+    /// sent again when its lease runs out.
+    pub async fn stop(self) {
+        // An error means the dispatcher has already ended.
+        let _ = self.stop.send(());
+        if tokio::time::timeout(self.lease, self.finished)
+            .await
+            .is_err()
+        {
+            log::warn!("webhooks: stopped with outcomes unrecorded; those are sent again");
+        }
+    }
 }
 
 struct Dispatcher {
@@ -91,16 +121,28 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    async fn run(mut self, mut events: watch::Receiver<u64>) {
+    async fn run(mut self, mut events: watch::Receiver<u64>, mut stop: oneshot::Receiver<()>) {
+        let mut stopping = false;
+        let mut reconnect_at: Option<Instant> = None;
         loop {
-            let wait = match self.step().await {
-                Ok(wait) => wait,
-                Err(e) => {
-                    log::warn!("webhooks: {e}; trying again in {RECONNECT_AFTER:?}");
-                    self.conn = None;
-                    RECONNECT_AFTER
-                }
+            let wait = match reconnect_at.filter(|at| *at > Instant::now()) {
+                Some(at) => at.saturating_duration_since(Instant::now()),
+                None => match self.step(!stopping).await {
+                    Ok(wait) => {
+                        reconnect_at = None;
+                        wait
+                    }
+                    Err(e) => {
+                        log::warn!("webhooks: {e}; trying again in {RECONNECT_AFTER:?}");
+                        self.conn = None;
+                        reconnect_at = Some(Instant::now() + RECONNECT_AFTER);
+                        RECONNECT_AFTER
+                    }
+                },
             };
+            if stopping && self.in_flight.is_empty() && self.unrecorded.is_empty() {
+                return;
+            }
             tokio::select! {
                 Some(finished) = self.in_flight.join_next() => match finished {
                     Ok(attempt) => self.unrecorded.push(attempt),
@@ -109,13 +151,14 @@ impl Dispatcher {
                 },
                 () = tokio::time::sleep(wait) => {}
                 Ok(()) = events.changed() => {}
+                _ = &mut stop, if !stopping => stopping = true,
             }
         }
     }
 
-    /// Records finished attempts, claims as many due deliveries as there is room for and sends
-    /// them; answers how long to wait before looking again.
-    async fn step(&mut self) -> Result<Duration, StoreError> {
+    /// Records finished attempts, claims (when `claim`) as many due deliveries as there is room
+    /// for and sends them; answers how long to wait before looking again.
+    async fn step(&mut self, claim: bool) -> Result<Duration, StoreError> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => self.conn.insert(
@@ -132,12 +175,11 @@ impl Dispatcher {
             self.unrecorded.pop();
         }
         let room = MAX_IN_FLIGHT - self.in_flight.len();
-        if room == 0 {
+        if room == 0 || !claim {
             // Woken when one finishes.
             return Ok(IDLE_LOOK);
         }
-        let lease = self.settings.timeout + LEASE_MARGIN;
-        let claimed = claim_deliveries(conn, room, lease)
+        let claimed = claim_deliveries(conn, room, self.settings.timeout + LEASE_MARGIN)
             .await
             .map_err(|e| e.on_connection(conn))?;
         let full = claimed.len() == room;

@@ -8,7 +8,7 @@ mod executor;
 mod messages;
 mod set;
 
-pub use delivery::{start_dispatcher, WebhookSettings};
+pub use delivery::{start_dispatcher, DispatcherHandle, WebhookSettings};
 pub use executor::{DbExecutor, ExecutorError};
 pub use messages::{
     ChangeStatus, CheckHealth, CreateOrder, GetHistory, GetOrder, ListEvents, ListOrders,
