@@ -5,7 +5,10 @@
 #           against our POST /api/v1/orders driven by the stress client, at each of CLIENTS;
 #   get     pgbench running the two SELECTs of a read (scripts/bench/get-order.sql) against
 #           our GET /api/v1/orders/{id}, at 100 clients;
-#   list    our GET /api/v1/orders?limit=10, pages per second, at 100 clients;
+#   list    our GET /api/v1/orders?limit=10, pages per second, at 100 clients, and again with
+#           Accept-Encoding: gzip (what compression costs);
+#   create+hook  creates at 100 clients again, on a server that also delivers every event to a
+#           webhook receiver on loopback (scripts/bench/receiver.py, BENCH_HOOK_PORT, 18091);
 # and prints a table with the ratios, the stress client's p50/p99 and the server's peak RSS.
 #
 #   DURATION=10 CLIENTS="100 500" scripts/bench.sh
@@ -34,19 +37,29 @@ if ! is_running "$DATA/postgres-bench"; then
   cluster_started=1
 fi
 server=""
+receiver=""
 cleanup() {
   if [ -n "$server" ]; then
     kill -TERM "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
   fi
+  [ -n "$receiver" ] && kill -TERM "$receiver" 2>/dev/null
   [ "$cluster_started" -eq 1 ] && BENCH_PG_PORT="$PG_PORT" scripts/db.sh bench-down
 }
 trap cleanup EXIT
 
 "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-DATABASE_URL="$DB_URL" PORT="$HTTP_PORT" RUST_LOG=warn \
-  "$(bin_path order-service)" >"$DATA/bench-server.log" 2>&1 &
-server=$!
-wait_until_ready "$BASE_URL" "$server" "$DATA/bench-server.log" 60
+# start_server [VAR=value …]: the release server on the bench database, with extra settings.
+start_server() {
+  env DATABASE_URL="$DB_URL" PORT="$HTTP_PORT" RUST_LOG=warn "$@" \
+    "$(bin_path order-service)" >"$DATA/bench-server.log" 2>&1 &
+  server=$!
+  wait_until_ready "$BASE_URL" "$server" "$DATA/bench-server.log" 60
+}
+stop_server() {
+  kill -TERM "$server" && wait "$server" || true
+  server=""
+}
+start_server
 
 # field NAME LINE: the value of NAME=value in a stress RESULT line.
 field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2"; }
@@ -82,8 +95,21 @@ for clients in $CLIENTS; do
     row "get by id" 100 "$ceiling" "$(stress --mode get --concurrency 100)"
     say "bench: list pages at 100 clients"
     row "list" 100 "-" "$(stress --mode list --concurrency 100)"
+    say "bench: list pages at 100 clients, gzip asked for"
+    row "list gzip" 100 "-" "$(stress --mode list --concurrency 100 --accept-encoding gzip)"
   fi
 done
+
+# Creates again, with every event also delivered to one webhook receiver (on loopback): what the
+# delivery rows and the dispatcher cost the create path.
+HOOK_PORT="${BENCH_HOOK_PORT:-18091}"
+say "bench: create at 100 clients, with one webhook URL"
+python3 scripts/bench/receiver.py "$HOOK_PORT" &
+receiver=$!
+stop_server
+start_server WEBHOOK_URLS="http://127.0.0.1:$HOOK_PORT/" \
+  WEBHOOK_SECRET="whsec_$(printf 'bench-webhook-secret-of-32-bytes' | base64)"
+row "create+hook" 100 "-" "$(stress --mode create --concurrency 100)"
 
 echo
 echo "ordersvc benchmark: $(nproc) cores, $("${PSQL[@]}" -d postgres -tAc 'SELECT version()' | cut -d' ' -f1-2)," \

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
@@ -68,11 +68,18 @@ struct Target {
     /// The base URL's path, without a trailing slash.
     prefix: String,
     authorization: Option<HeaderValue>,
+    /// Sent with every load request when set, to measure the server's compression.
+    accept_encoding: Option<HeaderValue>,
     timeout: Duration,
 }
 
 impl Api {
-    pub fn new(base_url: &str, api_key: Option<&str>, timeout: Duration) -> Result<Self, String> {
+    pub fn new(
+        base_url: &str,
+        api_key: Option<&str>,
+        accept_encoding: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let url = Url::parse(base_url).map_err(|e| format!("--base-url {base_url:?}: {e}"))?;
         if url.scheme() != "http" {
             return Err(format!(
@@ -91,6 +98,12 @@ impl Api {
                 Ok::<_, String>(value)
             })
             .transpose()?;
+        let accept_encoding = accept_encoding
+            .map(|value| {
+                HeaderValue::from_str(value)
+                    .map_err(|_| format!("--accept-encoding {value:?} is not a header value"))
+            })
+            .transpose()?;
         let mut headers = HeaderMap::new();
         if let Some(value) = &authorization {
             headers.insert(AUTHORIZATION, value.clone());
@@ -107,6 +120,7 @@ impl Api {
                 authority,
                 prefix: url.path().trim_end_matches('/').to_owned(),
                 authorization,
+                accept_encoding,
                 timeout,
             }),
             http,
@@ -222,6 +236,9 @@ impl Session {
             .header(HOST, target.host.clone());
         if let Some(value) = &target.authorization {
             request = request.header(AUTHORIZATION, value.clone());
+        }
+        if let Some(value) = &target.accept_encoding {
+            request = request.header(ACCEPT_ENCODING, value.clone());
         }
         if body.is_some() {
             request = request.header(CONTENT_TYPE, "application/json");

@@ -59,6 +59,11 @@ pub struct Args {
     /// Skip the read-back and the count check after a create run.
     #[arg(long)]
     pub no_verify: bool,
+
+    /// Send `Accept-Encoding` with this value (gzip, br, zstd) on every load request, to measure
+    /// what compressing the answers costs the server.
+    #[arg(long)]
+    pub accept_encoding: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

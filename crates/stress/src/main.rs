@@ -43,7 +43,12 @@ async fn main() -> ExitCode {
 async fn run(args: &Args) -> Result<bool, String> {
     args.check()?;
     let concurrency = args.concurrency as usize;
-    let api = Api::new(&args.base_url, args.api_key(), args.timeout)?;
+    let api = Api::new(
+        &args.base_url,
+        args.api_key(),
+        args.accept_encoding.as_deref(),
+        args.timeout,
+    )?;
     let stop = match args.duration {
         Some(duration) => Stop::Time {
             warmup: args.warmup,
