@@ -106,20 +106,10 @@ async fn flaky_receiver_and_a_restart(
     let outcome = drain(&mut conn).await?;
     let report = receiver.report(&outcome.event_ids);
     println!(
-        "webhooks: flaky receiver and a restart: {} events, {} deliveries, {} requests received, \
-         {} retries, {} duplicates, {} invalid signatures, {} events never received, \
-         {} gaps shorter than the schedule, {} failed deliveries; first instance exited {stopped} \
-         with {pending_at_restart} deliveries pending, PostgreSQL crashed with \
-         {pending_at_crash} pending; {}",
-        outcome.event_ids.len(),
-        outcome.deliveries,
-        report.requests,
-        report.requests - report.received_ids,
-        report.duplicates,
-        report.invalid,
-        report.missing,
-        report.early_retries,
-        outcome.failed,
+        "webhooks: flaky receiver and a restart: {}; first instance exited {stopped} with \
+         {pending_at_restart} deliveries pending, PostgreSQL crashed with {pending_at_crash} \
+         pending; {}",
+        report.figures(&outcome),
         match second.exited() {
             None => "second instance still running".to_owned(),
             Some(status) => format!("second instance exited ({status})"),
@@ -168,15 +158,8 @@ async fn two_instances(cluster: &Cluster, http: &reqwest::Client) -> Result<(), 
     let outcome = drain(&mut conn).await?;
     let report = receiver.report(&outcome.event_ids);
     println!(
-        "webhooks: two instances, receiver always 200: {} events, {} deliveries, {} requests \
-         received, {} retries, {} duplicates, {} invalid signatures, {} events never received",
-        outcome.event_ids.len(),
-        outcome.deliveries,
-        report.requests,
-        report.requests - report.received_ids,
-        report.duplicates,
-        report.invalid,
-        report.missing,
+        "webhooks: two instances, receiver always 200: {}",
+        report.figures(&outcome)
     );
     report.check(&outcome)?;
     if report.requests != report.received_ids {
@@ -396,6 +379,23 @@ struct Report {
 }
 
 impl Report {
+    fn figures(&self, outcome: &Outcome) -> String {
+        format!(
+            "{} events, {} deliveries, {} requests received, {} retries, {} duplicates, \
+             {} invalid signatures, {} events never received, {} gaps shorter than the schedule, \
+             {} failed deliveries",
+            outcome.event_ids.len(),
+            outcome.deliveries,
+            self.requests,
+            self.requests - self.received_ids,
+            self.duplicates,
+            self.invalid,
+            self.missing,
+            self.early_retries,
+            outcome.failed,
+        )
+    }
+
     fn check(&self, outcome: &Outcome) -> Result<(), String> {
         if self.invalid > 0 {
             return Err(format!(
