@@ -2,10 +2,10 @@
 //! claims due deliveries, POSTs each event signed to its URL, and records the outcome: delivered
 //! on 2xx, else retried on the schedule and finally failed.
 //!
-//! On shutdown it stops claiming and finishes what it sent, so that a restart does not send
-//! again what was delivered. It has a database connection of its own and never sends to the executors, so a slow or dead
-//! receiver cannot take a pooled connection or a mailbox slot from the API; at most
-//! `MAX_IN_FLIGHT` requests are open at once, each bounded by the timeout.
+//! It has a database connection of its own and never sends to the executors, so a slow or
+//! dead receiver cannot take a pooled connection or a mailbox slot from the API; at most
+//! `MAX_IN_FLIGHT` requests are open at once, each bounded by the timeout. On shutdown it stops
+//! claiming and finishes what it sent, so that a restart does not send again what was delivered.
 
 use std::time::{Duration, Instant};
 
