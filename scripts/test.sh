@@ -10,7 +10,8 @@ if ! is_running "$DATA/postgres-test"; then
   "$ROOT/scripts/db.sh" test-up
   started=1
 fi
-stop() { [ "$started" -eq 1 ] && "$ROOT/scripts/db.sh" test-down; }
+# An `if`, not `&&`: a false test as the trap's last command would become the exit status.
+stop() { if [ "$started" -eq 1 ]; then "$ROOT/scripts/db.sh" test-down; fi; }
 trap stop EXIT
 
 export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$TEST_PORT/postgres"
