@@ -42,8 +42,8 @@ cleanup() {
   if [ -n "$server" ]; then
     kill -TERM "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
   fi
-  [ -n "$receiver" ] && kill -TERM "$receiver" 2>/dev/null
-  [ "$cluster_started" -eq 1 ] && BENCH_PG_PORT="$PG_PORT" scripts/db.sh bench-down
+  if [ -n "$receiver" ]; then kill -TERM "$receiver" 2>/dev/null || true; fi
+  if [ "$cluster_started" -eq 1 ]; then BENCH_PG_PORT="$PG_PORT" scripts/db.sh bench-down; fi
 }
 trap cleanup EXIT
 
