@@ -2,6 +2,7 @@
 
 mod auth;
 mod create_order;
+mod deliveries;
 mod errors;
 mod events;
 mod get_order;

@@ -1,0 +1,135 @@
+//! The delivery queue's rules, on the queries the dispatcher runs: a claim is exclusive until
+//! its lease runs out, an attempt's outcome counts only while its claim is the latest, and a
+//! spent schedule leaves the delivery failed. The app runs without webhook URLs, so no
+//! dispatcher races the test; the delivery row is written here.
+
+use std::time::Duration;
+
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use order_service::db::{
+    claim_deliveries, next_delivery_due_in, record_delivered, record_failed_attempt,
+};
+
+use crate::helpers::{seed_order, spawn_app, TestApp};
+
+const URL: &str = "http://127.0.0.1:9/hook";
+const LONG: Duration = Duration::from_secs(3600);
+
+/// An order whose creation event has one pending delivery; the event's id.
+async fn one_delivery(app: &TestApp) -> i64 {
+    let order = app.created(&seed_order()).await;
+    let mut conn = app.db.connect().await;
+    diesel::sql_query(format!(
+        "INSERT INTO webhook_deliveries (event_id, url) \
+         SELECT id, '{URL}' FROM order_events WHERE order_id = {}",
+        order["id"]
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    app.db
+        .count("SELECT max(event_id) AS count FROM webhook_deliveries")
+        .await
+}
+
+async fn state(app: &TestApp) -> (String, i64) {
+    let mut conn = app.db.connect().await;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        state: String,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        attempts: i32,
+    }
+    let row: Row = diesel::sql_query("SELECT state, attempts FROM webhook_deliveries")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    (row.state, row.attempts.into())
+}
+
+async fn claim(conn: &mut AsyncPgConnection, lease: Duration) -> Vec<(i64, u32)> {
+    claim_deliveries(conn, 10, lease)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.event.id, d.attempt))
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_claim_is_exclusive_until_its_lease_runs_out() {
+    let app = spawn_app().await;
+    let event = one_delivery(&app).await;
+    let (mut one, mut other) = (app.db.connect().await, app.db.connect().await);
+
+    assert_eq!(
+        claim(&mut one, Duration::from_millis(200)).await,
+        [(event, 1)]
+    );
+    assert_eq!(claim(&mut other, LONG).await, [], "leased to the first");
+    let due_in = next_delivery_due_in(&mut other).await.unwrap().unwrap();
+    assert!(
+        due_in <= Duration::from_millis(200),
+        "due at the lease's end: {due_in:?}"
+    );
+
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        claim(&mut other, LONG).await,
+        [(event, 2)],
+        "the lease ran out (its instance died): claimed again, as another attempt"
+    );
+    record_delivered(&mut other, event, URL).await.unwrap();
+    assert_eq!(state(&app).await, ("delivered".into(), 2));
+    assert_eq!(next_delivery_due_in(&mut other).await.unwrap(), None);
+}
+
+#[actix_web::test]
+async fn a_failed_attempt_is_retried_and_a_stale_outcome_changes_nothing() {
+    let app = spawn_app().await;
+    let event = one_delivery(&app).await;
+    let mut conn = app.db.connect().await;
+
+    assert_eq!(claim(&mut conn, LONG).await, [(event, 1)]);
+    record_failed_attempt(
+        &mut conn,
+        event,
+        URL,
+        1,
+        "answered 500",
+        Some(Duration::ZERO),
+    )
+    .await
+    .unwrap();
+    assert_eq!(state(&app).await, ("pending".into(), 1));
+    assert_eq!(claim(&mut conn, LONG).await, [(event, 2)], "due again");
+
+    // Attempt 1's outcome arriving late (it outlived its lease) must not cut attempt 2's lease.
+    record_failed_attempt(&mut conn, event, URL, 1, "late", Some(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(&mut conn, LONG).await,
+        [],
+        "still leased to attempt 2"
+    );
+
+    record_failed_attempt(&mut conn, event, URL, 2, "answered 503", None)
+        .await
+        .unwrap();
+    assert_eq!(state(&app).await, ("failed".into(), 2));
+    assert_eq!(
+        app.db
+            .count(
+                "SELECT count(*) AS count FROM webhook_deliveries WHERE last_error = 'answered 503'"
+            )
+            .await,
+        1
+    );
+    assert_eq!(
+        claim(&mut conn, Duration::ZERO).await,
+        [],
+        "failed is final"
+    );
+}
