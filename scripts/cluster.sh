@@ -409,8 +409,9 @@ down() {
   # Standbys first: a leader stopped first would hand its role to a standby about to stop.
   lead="$(leader 2>/dev/null || true)"
   for node in "${NODES[@]}"; do
-    [ "$node" = "$lead" ] || stop_node "$node"
+    if [ "$node" != "$lead" ]; then stop_node "$node" & fi
   done
+  wait
   [ -n "$lead" ] && stop_node "$lead"
   stop_pid "$CDIR/etcd.pid" 10
   say "cluster: stopped"
