@@ -17,12 +17,12 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Numeric, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::events::record_events;
+use super::events::EVENTS_CHANNEL;
 use super::queries::find_order;
 use super::schema::idempotency_keys;
 use super::StoreError;
 use crate::domain::{
-    CreateRequest, IdempotencyKey, NewEvent, NewOrder, Order, OrderId, OrderItem, OrderStatus,
+    CreateRequest, IdempotencyKey, NewOrder, Order, OrderId, OrderItem, OrderStatus,
 };
 
 /// What a create request came to.
@@ -35,7 +35,7 @@ pub enum Created {
 
 /// Stores the orders of `requests` with all their items, their initial history rows, their
 /// idempotency keys and their `order.created` events (with a delivery per webhook URL),
-/// atomically, in one transaction. Requests whose key was seen before are answered from it
+/// atomically, in one transaction and one statement. Requests whose key was seen before are answered from it
 /// instead, and write nothing.
 ///
 /// The outer error fails the whole batch; inner ones belong to their request alone.
@@ -71,16 +71,7 @@ async fn create_in_transaction(
             _ => None,
         })
         .collect();
-    let inserted = insert_batch(conn, &fresh).await?;
-    let events = inserted
-        .iter()
-        .map(NewEvent::created)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            StoreError::Impossible(format!("an order that cannot be written as JSON: {e}"))
-        })?;
-    record_events(conn, &events, webhook_urls).await?;
-    let mut inserted = inserted.into_iter();
+    let mut inserted = insert_batch(conn, &fresh, webhook_urls).await?.into_iter();
 
     let mut outcomes = Vec::with_capacity(requests.len());
     for plan in plans {
@@ -153,11 +144,12 @@ async fn plan(
 async fn insert_batch(
     conn: &mut AsyncPgConnection,
     orders: &[(&CreateRequest, Option<&str>)],
+    webhook_urls: &[String],
 ) -> Result<Vec<Order>, StoreError> {
     if orders.is_empty() {
         return Ok(Vec::new());
     }
-    let statement = InsertBatch::new(orders);
+    let statement = InsertBatch::new(orders, webhook_urls);
     let stored: Vec<StoredRow> = statement.load(conn).await?;
     stored_orders(orders, stored)
 }
@@ -239,11 +231,15 @@ struct InsertBatch<'a> {
     quantities: Vec<i32>,
     unit_prices: Vec<&'a BigDecimal>,
     total_prices: Vec<&'a BigDecimal>,
+    webhook_urls: &'a [String],
 }
 
 impl<'a> InsertBatch<'a> {
-    fn new(orders: &[(&'a CreateRequest, Option<&'a str>)]) -> Self {
-        let mut batch = Self::default();
+    fn new(orders: &[(&'a CreateRequest, Option<&'a str>)], webhook_urls: &'a [String]) -> Self {
+        let mut batch = Self {
+            webhook_urls,
+            ..Self::default()
+        };
         for (index, (request, fingerprint)) in orders.iter().enumerate() {
             let order = &request.order;
             batch.customer_names.push(order.customer_name.as_str());
@@ -322,9 +318,25 @@ impl QueryFragment<Pg> for InsertBatch<'_> {
              ), stored_keys AS (\
                INSERT INTO idempotency_keys (key, request_hash, order_id) \
                SELECT key, fingerprint, id FROM new_orders WHERE key IS NOT NULL\
+             ), created_events AS (\
+               INSERT INTO order_events (order_id, type) \
+               SELECT id, 'order.created' FROM new_orders ORDER BY n \
+               RETURNING id\
+             ), deliveries AS (\
+               INSERT INTO webhook_deliveries (event_id, url) \
+               SELECT e.id, urls.url FROM created_events e CROSS JOIN unnest(",
+        );
+        out.push_bind_param::<Array<Text>, _>(&self.webhook_urls)?;
+        out.push_sql(
+            ") AS urls (url)\
              ) \
              SELECT o.id, now(), coalesce(i.ids, '{}') \
-             FROM new_orders o LEFT JOIN (\
+             FROM new_orders o CROSS JOIN (SELECT pg_notify(",
+        );
+        out.push_bind_param::<Text, _>(&EVENTS_CHANNEL)?;
+        out.push_sql(
+            ", '')) AS notified \
+             LEFT JOIN (\
                SELECT item_order, array_agg(id ORDER BY n) AS ids FROM new_items \
                GROUP BY item_order\
              ) i ON i.item_order = o.n \

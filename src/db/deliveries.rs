@@ -11,7 +11,7 @@ use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::events::EventRow;
+use super::events::{into_events, EventRow};
 use super::StoreError;
 use crate::domain::Event;
 
@@ -66,21 +66,28 @@ pub async fn claim_deliveries(
              RETURNING d.event_id, d.url, d.attempts \
          ) \
          SELECT claimed.url, claimed.attempts, e.id, e.tx_id::text AS tx, e.type AS kind, \
-                e.from_status, e.to_status, e.data::text AS data, e.occurred_at \
+                e.from_status, e.to_status, e.data::text AS data, e.occurred_at, e.order_id \
          FROM claimed JOIN order_events AS e ON e.id = claimed.event_id",
     )
     .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
     .bind::<BigInt, _>(micros(lease))
     .load(conn)
     .await?;
-    rows.into_iter()
-        .map(|row| {
-            let attempt = u32::try_from(row.attempts).map_err(|_| {
-                StoreError::Impossible(format!("delivery with {} attempts", row.attempts))
+    let (claims, events): (Vec<(String, i32)>, Vec<EventRow>) = rows
+        .into_iter()
+        .map(|row| ((row.url, row.attempts), row.event))
+        .unzip();
+    let events = into_events(conn, events).await?;
+    claims
+        .into_iter()
+        .zip(events)
+        .map(|((url, attempts), event)| {
+            let attempt = u32::try_from(attempts).map_err(|_| {
+                StoreError::Impossible(format!("delivery with {attempts} attempts"))
             })?;
             Ok(DueDelivery {
-                event: row.event.into_event()?,
-                url: row.url,
+                event,
+                url,
                 attempt,
             })
         })

@@ -4,6 +4,7 @@
 //! Plain SQL: the transaction id column (`xid8`) has no diesel type, and the feed's condition
 //! is PostgreSQL's snapshot functions.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz};
@@ -14,17 +15,21 @@ use serde_json::value::RawValue;
 use tokio::sync::watch;
 
 use super::models::parse_status;
+use super::queries::orders_by_id;
 use super::{ConnectOptions, StoreError};
-use crate::domain::{Event, EventData, EventPosition, EventType, EventsRequest, NewEvent};
+use crate::domain::{
+    Event, EventData, EventPosition, EventType, EventsRequest, NewEvent, OrderId, OrderStatus,
+};
 
 /// The channel a transaction that wrote events notifies on commit.
-const CHANNEL: &str = "order_events";
+pub(super) const EVENTS_CHANNEL: &str = "order_events";
 /// How long the listener waits before connecting again after losing its connection.
 const RELISTEN_AFTER: Duration = Duration::from_secs(1);
 
-/// Writes `events` in the caller's transaction, with one delivery row per event and webhook
-/// URL, and notifies the listeners, which PostgreSQL does only if the transaction commits.
-/// One statement, however many events.
+/// Writes status-change `events` in the caller's transaction, with one delivery row per event
+/// and webhook URL, and notifies the listeners, which PostgreSQL does only if the transaction
+/// commits. One statement, however many events. (Creates write theirs within the batch insert
+/// statement, `db::create`.)
 pub async fn record_events(
     conn: &mut AsyncPgConnection,
     events: &[NewEvent],
@@ -33,8 +38,7 @@ pub async fn record_events(
     if events.is_empty() {
         return Ok(());
     }
-    let (mut order_ids, mut types, mut froms, mut tos, mut data) = (
-        Vec::with_capacity(events.len()),
+    let (mut order_ids, mut froms, mut tos, mut data) = (
         Vec::with_capacity(events.len()),
         Vec::with_capacity(events.len()),
         Vec::with_capacity(events.len()),
@@ -42,29 +46,29 @@ pub async fn record_events(
     );
     for event in events {
         order_ids.push(event.order_id.get());
-        types.push(event.kind.as_str());
-        froms.push(event.change.map(|(from, _)| from.as_str()));
-        tos.push(event.change.map(|(_, to)| to.as_str()));
+        froms.push(event.from.as_str());
+        tos.push(event.to.as_str());
         data.push(event.order_json.as_str());
     }
     diesel::sql_query(
         "WITH written AS ( \
              INSERT INTO order_events (order_id, type, from_status, to_status, data) \
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]::json[]) \
+             SELECT order_id, 'order.status_changed', from_status, to_status, data::json \
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) \
+                  AS e (order_id, from_status, to_status, data) \
              RETURNING id \
          ), deliveries AS ( \
              INSERT INTO webhook_deliveries (event_id, url) \
-             SELECT written.id, urls.url FROM written CROSS JOIN unnest($6::text[]) AS urls (url) \
+             SELECT written.id, urls.url FROM written CROSS JOIN unnest($5::text[]) AS urls (url) \
          ) \
-         SELECT pg_notify($7, '')",
+         SELECT pg_notify($6, '')",
     )
     .bind::<Array<BigInt>, _>(order_ids)
-    .bind::<Array<Text>, _>(types)
-    .bind::<Array<Nullable<Text>>, _>(froms)
-    .bind::<Array<Nullable<Text>>, _>(tos)
+    .bind::<Array<Text>, _>(froms)
+    .bind::<Array<Text>, _>(tos)
     .bind::<Array<Text>, _>(data)
     .bind::<Array<Text>, _>(webhook_urls)
-    .bind::<Text, _>(CHANNEL)
+    .bind::<Text, _>(EVENTS_CHANNEL)
     .execute(conn)
     .await?;
     Ok(())
@@ -91,10 +95,13 @@ pub(super) struct EventRow {
     from_status: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     to_status: Option<String>,
-    #[diesel(sql_type = Text)]
-    data: String,
+    /// `None` for `order.created`: see `into_events`.
+    #[diesel(sql_type = Nullable<Text>)]
+    data: Option<String>,
     #[diesel(sql_type = Timestamptz)]
     occurred_at: chrono::DateTime<chrono::Utc>,
+    #[diesel(sql_type = BigInt)]
+    order_id: i64,
 }
 
 #[derive(QueryableByName)]
@@ -114,7 +121,7 @@ pub async fn events_page(
         .then(|| request.types.iter().map(|kind| kind.as_str()).collect());
     let rows: Vec<EventRow> = diesel::sql_query(
         "SELECT id, tx_id::text AS tx, type AS kind, from_status, to_status, data::text AS data, \
-                occurred_at \
+                occurred_at, order_id \
          FROM order_events \
          WHERE (tx_id, id) > ($1::xid8, $2) \
            AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
@@ -128,10 +135,7 @@ pub async fn events_page(
     .bind::<Integer, _>(request.limit.get() as i32)
     .load(conn)
     .await?;
-    let events = rows
-        .into_iter()
-        .map(EventRow::into_event)
-        .collect::<Result<Vec<_>, _>>()?;
+    let events = into_events(conn, rows).await?;
     let held_back =
         events.is_empty() && events_behind_running_transactions(conn, request.after).await?;
     Ok(EventPage { events, held_back })
@@ -151,8 +155,47 @@ async fn events_behind_running_transactions(
     Ok(flag.value)
 }
 
+/// Turns rows into events. An `order.created` row stores no copy of the order: what the API
+/// answered for a create is fixed by the order's own rows (it is `pending`, last changed when
+/// created, and names, items and amounts never change), so it is read back from them here
+/// instead of being written a second time on the busiest path of the service.
+pub(super) async fn into_events(
+    conn: &mut AsyncPgConnection,
+    rows: Vec<EventRow>,
+) -> Result<Vec<Event>, StoreError> {
+    let created: Vec<OrderId> = rows
+        .iter()
+        .filter(|row| row.data.is_none())
+        .map(|row| OrderId::from_stored(row.order_id))
+        .collect();
+    let mut as_created: HashMap<i64, Box<RawValue>> = HashMap::with_capacity(created.len());
+    for mut order in orders_by_id(conn, &created).await? {
+        order.status = OrderStatus::Pending;
+        order.updated_at = order.created_at;
+        let json = serde_json::value::to_raw_value(&order).map_err(|e| {
+            StoreError::Impossible(format!("order {} as JSON: {e}", order.id.get()))
+        })?;
+        as_created.insert(order.id.get(), json);
+    }
+    rows.into_iter()
+        .map(|row| {
+            let order = match &row.data {
+                Some(data) => RawValue::from_string(data.clone())
+                    .map_err(|e| StoreError::Impossible(format!("event {}: data: {e}", row.id)))?,
+                None => as_created.get(&row.order_id).cloned().ok_or_else(|| {
+                    StoreError::Impossible(format!(
+                        "event {}: order {} is gone",
+                        row.id, row.order_id
+                    ))
+                })?,
+            };
+            row.into_event(order)
+        })
+        .collect()
+}
+
 impl EventRow {
-    pub(super) fn into_event(self) -> Result<Event, StoreError> {
+    fn into_event(self, order: Box<RawValue>) -> Result<Event, StoreError> {
         let impossible =
             |what: String| StoreError::Impossible(format!("event {}: {what}", self.id));
         let tx = self
@@ -162,8 +205,6 @@ impl EventRow {
         let kind = EventType::parse(&self.kind).map_err(impossible)?;
         let from = self.from_status.as_deref().map(parse_status).transpose()?;
         let to = self.to_status.as_deref().map(parse_status).transpose()?;
-        let order = RawValue::from_string(self.data)
-            .map_err(|e| StoreError::Impossible(format!("event {}: data: {e}", self.id)))?;
         Ok(Event {
             id: self.id,
             kind,
@@ -215,7 +256,7 @@ async fn listen(options: &ConnectOptions, signal: &watch::Sender<u64>) -> Result
         .connect()
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    diesel::sql_query(format!("LISTEN {CHANNEL}"))
+    diesel::sql_query(format!("LISTEN {EVENTS_CHANNEL}"))
         .execute(&mut conn)
         .await?;
     signal.send_modify(|n| *n += 1);

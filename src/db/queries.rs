@@ -151,14 +151,6 @@ pub async fn orders_page(
     let has_more = rows.len() > limit;
     rows.truncate(limit);
 
-    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
-    let items: Vec<ItemRow> = order_items::table
-        .filter(order_items::order_id.eq_any(&ids))
-        .select(ItemRow::as_select())
-        .load(conn)
-        .await?;
-    let mut items_by_order = group_items(items);
-
     let next = match rows.last() {
         Some(last) if has_more => Some(Cursor {
             created_at: last.created_at,
@@ -166,14 +158,45 @@ pub async fn orders_page(
         }),
         _ => None,
     };
-    let orders = rows
-        .into_iter()
+    let orders = with_items(conn, rows).await?;
+    Ok(OrderPage { orders, next })
+}
+
+/// The orders with these ids, in no particular order, with their items.
+pub(super) async fn orders_by_id(
+    conn: &mut AsyncPgConnection,
+    ids: &[OrderId],
+) -> Result<Vec<Order>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = ids.iter().map(|id| id.get()).collect();
+    let rows: Vec<OrderRow> = orders::table
+        .filter(orders::id.eq_any(&ids))
+        .select(OrderRow::as_select())
+        .load(conn)
+        .await?;
+    with_items(conn, rows).await
+}
+
+/// The orders of `rows` with their items, which come in one query.
+async fn with_items(
+    conn: &mut AsyncPgConnection,
+    rows: Vec<OrderRow>,
+) -> Result<Vec<Order>, StoreError> {
+    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+    let items: Vec<ItemRow> = order_items::table
+        .filter(order_items::order_id.eq_any(&ids))
+        .select(ItemRow::as_select())
+        .load(conn)
+        .await?;
+    let mut items_by_order = group_items(items);
+    rows.into_iter()
         .map(|row| {
             let items = items_by_order.remove(&row.id).unwrap_or_default();
             row.into_order(items)
         })
-        .collect::<Result<_, _>>()?;
-    Ok(OrderPage { orders, next })
+        .collect()
 }
 
 /// PostgreSQL's plan for a page's order query, one line per plan node, as `EXPLAIN` shows it:

@@ -109,27 +109,18 @@ pub fn parse_wait(text: Option<&str>) -> Result<Duration, String> {
     }
 }
 
-/// An event to write in the transaction of its change.
+/// A status change's event, to write in the transaction of the change. (A create's event is
+/// written by the statement that stores the order.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
     pub order_id: OrderId,
-    pub kind: EventType,
-    /// `(from, to)` of a status change.
-    pub change: Option<(OrderStatus, OrderStatus)>,
+    pub from: OrderStatus,
+    pub to: OrderStatus,
     /// The order after the change, as the API shows it.
     pub order_json: String,
 }
 
 impl NewEvent {
-    pub fn created(order: &Order) -> Result<Self, serde_json::Error> {
-        Ok(Self {
-            order_id: order.id,
-            kind: EventType::OrderCreated,
-            change: None,
-            order_json: serde_json::to_string(order)?,
-        })
-    }
-
     pub fn status_changed(
         order: &Order,
         from: OrderStatus,
@@ -137,8 +128,8 @@ impl NewEvent {
     ) -> Result<Self, serde_json::Error> {
         Ok(Self {
             order_id: order.id,
-            kind: EventType::OrderStatusChanged,
-            change: Some((from, to)),
+            from,
+            to,
             order_json: serde_json::to_string(order)?,
         })
     }

@@ -285,8 +285,7 @@ async fn a_consumer_never_misses_an_event_that_commits_late() {
                 let commit = n % 5 != 4;
                 conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                     diesel::sql_query(
-                        "INSERT INTO order_events (order_id, type, data) \
-                         VALUES ($1, 'order.created', '{}')",
+                        "INSERT INTO order_events (order_id, type) VALUES ($1, 'order.created')",
                     )
                     .bind::<BigInt, _>(order)
                     .execute(conn)
@@ -365,10 +364,13 @@ async fn a_consumer_never_misses_an_event_that_commits_late() {
     );
     assert_eq!(distinct, committed, "nothing that was not committed");
 
-    // Each API-made order's events follow its history: created, then each move from the
-    // status the previous one left.
+    // Each order the API writers made has its events in the order of its history: created,
+    // then each move from the status the previous one left. (The slow writers' events are
+    // about the first ten orders.)
     let mut last_status: HashMap<i64, String> = HashMap::new();
-    for event in seen.iter().filter(|e| e["data"]["order"]["id"].is_i64()) {
+    let made_by_api =
+        |event: &&Value| !orders.contains(&event["data"]["order"]["id"].as_i64().unwrap());
+    for event in seen.iter().filter(made_by_api) {
         let order = event["data"]["order"]["id"].as_i64().unwrap();
         match event["type"].as_str().unwrap() {
             "order.created" => {
