@@ -15,11 +15,11 @@ use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
 use super::messages::{
-    ChangeStatus, CheckHealth, CreateOrder, GetHistory, GetOrder, ListEvents, ListOrders,
-    PurgeEvents, PurgeIdempotencyKeys,
+    ChangeStatus, CheckHealth, CreateOrder, GetDeliveries, GetHistory, GetOrder, ListEvents,
+    ListOrders, PurgeEvents, PurgeIdempotencyKeys,
 };
 use crate::db::{self, Created, EventPage, OrderPage, Pool, StoreError};
-use crate::domain::{CreateRequest, Order, StatusChange};
+use crate::domain::{CreateRequest, DeliveryReport, Order, StatusChange};
 use crate::metrics;
 
 /// Most orders written in one transaction: keeps a commit short and the item INSERT under
@@ -328,6 +328,18 @@ impl Handler<ListEvents> for DbExecutor {
 
     fn handle(&mut self, ListEvents(request): ListEvents, _: &mut Context<Self>) -> Self::Result {
         self.run(async move |conn| db::events_page(conn, &request).await)
+    }
+}
+
+impl Handler<GetDeliveries> for DbExecutor {
+    type Result = ResponseActFuture<Self, Result<Option<Vec<DeliveryReport>>, ExecutorError>>;
+
+    fn handle(
+        &mut self,
+        GetDeliveries(event): GetDeliveries,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        self.run(async move |conn| db::event_deliveries(conn, event).await)
     }
 }
 

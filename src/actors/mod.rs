@@ -11,7 +11,7 @@ mod set;
 pub use delivery::{start_dispatcher, DispatcherHandle, WebhookSettings};
 pub use executor::{DbExecutor, ExecutorError};
 pub use messages::{
-    ChangeStatus, CheckHealth, CreateOrder, GetHistory, GetOrder, ListEvents, ListOrders,
-    PurgeEvents, PurgeIdempotencyKeys,
+    ChangeStatus, CheckHealth, CreateOrder, GetDeliveries, GetHistory, GetOrder, ListEvents,
+    ListOrders, PurgeEvents, PurgeIdempotencyKeys,
 };
 pub use set::{Executors, Queued};

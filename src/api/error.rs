@@ -36,6 +36,7 @@ pub enum ErrorCode {
     RequestRejected,
     Unauthorized,
     OrderNotFound,
+    EventNotFound,
     RouteNotFound,
     MethodNotAllowed,
     RequestTimeout,
@@ -58,6 +59,8 @@ pub enum ApiError {
     BadRequest { code: ErrorCode, message: String },
     #[error("order not found")]
     OrderNotFound,
+    #[error("event not found")]
+    EventNotFound,
     #[error("this Idempotency-Key was already used with a different request body")]
     IdempotencyKeyReused,
     #[error(transparent)]
@@ -99,6 +102,7 @@ impl ApiError {
             Self::Validation(_) => ErrorCode::ValidationFailed,
             Self::BadRequest { code, .. } => *code,
             Self::OrderNotFound => ErrorCode::OrderNotFound,
+            Self::EventNotFound => ErrorCode::EventNotFound,
             Self::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
             Self::IllegalTransition(_) => ErrorCode::InvalidTransition,
             Self::PreconditionFailed(_) => ErrorCode::PreconditionFailed,
@@ -198,7 +202,9 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::Validation(_) | Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::OrderNotFound | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            Self::OrderNotFound | Self::EventNotFound | Self::RouteNotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
             Self::IllegalTransition(_) => StatusCode::CONFLICT,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,

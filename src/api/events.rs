@@ -15,10 +15,10 @@ use utoipa::ToSchema;
 use super::error::{ErrorBody, ErrorCode};
 use super::params::reject_unknown_parameters;
 use super::ApiError;
-use crate::actors::{Executors, ListEvents};
+use crate::actors::{Executors, GetDeliveries, ListEvents};
 use crate::domain::{
-    parse_event_types, parse_wait, Event, EventPosition, EventType, EventsRequest, PageLimit,
-    ValidationErrors,
+    parse_event_types, parse_wait, DeliveryReport, Event, EventPosition, EventType, EventsRequest,
+    PageLimit, ValidationErrors,
 };
 
 /// Changes whenever a transaction that wrote events commits (see `db::listen_for_events`).
@@ -237,4 +237,48 @@ fn sse_messages(events: &[Event]) -> String {
         );
     }
     text
+}
+
+/// How the webhook deliveries of one event stand (`GET /api/v1/events/{id}/deliveries`).
+#[derive(Serialize, ToSchema)]
+pub struct DeliveriesResponse {
+    event_id: i64,
+    /// One per webhook URL configured when the event was written; empty without webhooks.
+    deliveries: Vec<DeliveryReport>,
+}
+
+/// Show an event's webhook deliveries: state, attempts, the last failure's answer and when
+/// the next attempt is due (`GET /api/v1/events/{id}/deliveries`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{id}/deliveries",
+    tag = "events",
+    params(("id" = i64, Path, description = "The event's `id`", minimum = 1)),
+    responses(
+        (status = 200, description = "One entry per webhook URL", body = DeliveriesResponse),
+        (status = 400, description = "The id is not a positive 64-bit integer (`invalid_id`)", body = ErrorBody),
+        (status = 404, description = "No such event (`event_not_found`), perhaps purged after EVENTS_RETENTION", body = ErrorBody),
+    ),
+)]
+pub async fn event_deliveries(
+    executors: web::Data<Executors>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let event_id = id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        ApiError::bad_request(
+            ErrorCode::InvalidId,
+            format!(
+                "event id must be a positive 64-bit integer, got {:?}",
+                id.as_str()
+            ),
+        )
+    })?;
+    let deliveries = executors
+        .send(GetDeliveries(event_id))
+        .await?
+        .ok_or(ApiError::EventNotFound)?;
+    Ok(HttpResponse::Ok().json(DeliveriesResponse {
+        event_id,
+        deliveries,
+    }))
 }

@@ -42,6 +42,7 @@ const BEARER: &str = "bearer";
         orders::order_history,
         events::list_events,
         events::stream_events,
+        events::event_deliveries,
     ),
     tags(
         (name = "orders", description = "Create, read, list and change orders"),

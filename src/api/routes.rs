@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::auth::require_api_key;
 use super::error::ErrorCode;
-use super::events::{list_events, stream_events};
+use super::events::{event_deliveries, list_events, stream_events};
 use super::health::{health, live, ready};
 use super::metrics::metrics;
 use super::openapi::{docs, openapi_json, DOCS_PATH, OPENAPI_PATH};
@@ -90,6 +90,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::resource("/events/stream")
                     .route(web::get().to(stream_events))
                     .default_service(only("GET")),
+            )
+            .service(
+                web::resource("/events/{id}/deliveries")
+                    .route(web::get().to(event_deliveries))
+                    .route(web::head().to(event_deliveries))
+                    .default_service(only("GET, HEAD")),
             )
             .service(
                 web::resource("/orders/{id}/history")

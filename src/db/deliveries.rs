@@ -7,13 +7,13 @@
 
 use std::time::Duration;
 
-use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamptz};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::events::{into_events, EventRow};
 use super::StoreError;
-use crate::domain::Event;
+use crate::domain::{DeliveryReport, DeliveryState, Event};
 
 /// A delivery claimed for one attempt.
 #[derive(Debug)]
@@ -156,4 +156,64 @@ pub async fn next_delivery_due_in(
     Ok(due
         .value
         .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
+}
+
+#[derive(QueryableByName)]
+struct DeliveryRow {
+    #[diesel(sql_type = Text)]
+    url: String,
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    last_error: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    next_attempt_at: chrono::DateTime<chrono::Utc>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    delivered_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// How the deliveries of event `event_id` stand, one per webhook URL; `None` when there is no
+/// such event.
+pub async fn event_deliveries(
+    conn: &mut AsyncPgConnection,
+    event_id: i64,
+) -> Result<Option<Vec<DeliveryReport>>, StoreError> {
+    let event: Exists =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM order_events WHERE id = $1) AS value")
+            .bind::<BigInt, _>(event_id)
+            .get_result(conn)
+            .await?;
+    if !event.value {
+        return Ok(None);
+    }
+    let rows: Vec<DeliveryRow> = diesel::sql_query(
+        "SELECT url, state, attempts, last_error, next_attempt_at, delivered_at \
+         FROM webhook_deliveries WHERE event_id = $1 ORDER BY url",
+    )
+    .bind::<BigInt, _>(event_id)
+    .load(conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let state = DeliveryState::parse(&row.state)
+                .ok_or_else(|| StoreError::Impossible(format!("delivery state {:?}", row.state)))?;
+            Ok(DeliveryReport {
+                next_attempt_at: (state == DeliveryState::Pending).then_some(row.next_attempt_at),
+                url: row.url,
+                state,
+                attempts: u32::try_from(row.attempts).unwrap_or(0),
+                last_error: row.last_error,
+                delivered_at: row.delivered_at,
+            })
+        })
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
+#[derive(QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    value: bool,
 }

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use serde::Serialize;
 use sha2::Sha256;
+use utoipa::ToSchema;
 
 const SECRET_PREFIX: &str = "whsec_";
 /// Shorter keys would weaken HMAC-SHA256; the conventions ask for 24 to 64 bytes.
@@ -93,6 +96,43 @@ impl fmt::Debug for WebhookSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("WebhookSecret(<hidden>)")
     }
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Not yet answered with 2xx; `next_attempt_at` says when it is tried again.
+    Pending,
+    Delivered,
+    /// Every attempt of the schedule failed; it will not be sent again.
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(Self::Pending),
+            "delivered" => Some(Self::Delivered),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// An event's delivery to one webhook URL, as `GET /api/v1/events/{id}/deliveries` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct DeliveryReport {
+    pub url: String,
+    pub state: DeliveryState,
+    /// Attempts made so far (one in flight included).
+    pub attempts: u32,
+    /// What the last failed attempt got: the receiver's status and the start of its answer, or
+    /// why there was none (timeout, refused connection).
+    pub last_error: Option<String>,
+    /// With `pending`: when the next attempt is due.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

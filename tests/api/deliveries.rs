@@ -10,7 +10,7 @@ use order_service::db::{
     claim_deliveries, next_delivery_due_in, record_delivered, record_failed_attempt,
 };
 
-use crate::helpers::{seed_order, spawn_app, TestApp};
+use crate::helpers::{error_body, seed_order, spawn_app, spawn_app_with, TestApp};
 
 const URL: &str = "http://127.0.0.1:9/hook";
 const LONG: Duration = Duration::from_secs(3600);
@@ -132,4 +132,48 @@ async fn a_failed_attempt_is_retried_and_a_stale_outcome_changes_nothing() {
         [],
         "failed is final"
     );
+}
+
+#[actix_web::test]
+async fn an_events_deliveries_show_where_each_url_stands() {
+    // A port nothing listens on: every attempt fails at once, and the delivery stays pending.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{dead}/hooks");
+    let hooked = url.clone();
+    let app = spawn_app_with(move |c| {
+        c.webhook_urls = vec![hooked];
+        c.webhook_secret = Some(
+            order_service::domain::WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+                .unwrap(),
+        );
+    })
+    .await;
+    app.created(&seed_order()).await;
+
+    let response = app.get("/api/v1/events/1/deliveries").await;
+
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["event_id"], 1);
+    let delivery = &body["deliveries"][0];
+    assert_eq!(delivery["url"], url.as_str());
+    assert_eq!(delivery["state"], "pending", "{body}");
+    assert!(delivery["next_attempt_at"].is_string(), "{body}");
+    assert_eq!(body["deliveries"].as_array().unwrap().len(), 1);
+
+    error_body(
+        app.get("/api/v1/events/99/deliveries").await,
+        404,
+        "event_not_found",
+    )
+    .await;
+    error_body(
+        app.get("/api/v1/events/x/deliveries").await,
+        400,
+        "invalid_id",
+    )
+    .await;
 }
