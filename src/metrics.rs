@@ -12,7 +12,7 @@ use std::time::Duration;
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Counter, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Counter, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -30,6 +30,7 @@ struct Series {
     status_transitions: IntCounterVec,
     db_errors: IntCounterVec,
     webhook_attempts: IntCounterVec,
+    webhook_backlog_age: Gauge,
 }
 
 static SERIES: LazyLock<Series> = LazyLock::new(Series::register);
@@ -95,6 +96,12 @@ impl Series {
                 &["outcome"],
             )
             .expect("valid metric"),
+            webhook_backlog_age: Gauge::new(
+                "ordersvc_webhook_oldest_pending_seconds",
+                "Age of the event behind the oldest webhook delivery not yet delivered (0 when \
+                 none is pending); measured every 10 s by each instance's dispatcher",
+            )
+            .expect("valid metric"),
             registry,
         };
         // Every legal move is shown from the start, at 0, so that rates exist before the first one.
@@ -105,7 +112,7 @@ impl Series {
                     .with_label_values(&[from.as_str(), to.as_str()]);
             }
         }
-        let collectors: [Box<dyn Collector>; 7] = [
+        let collectors: [Box<dyn Collector>; 8] = [
             Box::new(series.http_requests.clone()),
             Box::new(series.http_duration.clone()),
             Box::new(series.orders_created.clone()),
@@ -113,6 +120,7 @@ impl Series {
             Box::new(series.status_transitions.clone()),
             Box::new(series.db_errors.clone()),
             Box::new(series.webhook_attempts.clone()),
+            Box::new(series.webhook_backlog_age.clone()),
         ];
         for collector in collectors {
             series
@@ -155,6 +163,11 @@ pub fn status_changed(from: OrderStatus, to: OrderStatus) {
 /// A database or pool error of the given kind (`unique_violation`, `pool_timeout` …).
 pub fn db_error(kind: &str) {
     SERIES.db_errors.with_label_values(&[kind]).inc();
+}
+
+/// The age of the event behind the oldest pending webhook delivery.
+pub fn webhook_backlog_age(age: std::time::Duration) {
+    SERIES.webhook_backlog_age.set(age.as_secs_f64());
 }
 
 /// A webhook delivery attempt's outcome: `delivered`, `retry` or `failed`.

@@ -14,8 +14,8 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::db::{
-    claim_deliveries, error_chain, next_delivery_due_in, record_delivered, record_failed_attempt,
-    ConnectOptions, DueDelivery, StoreError,
+    claim_deliveries, error_chain, next_delivery_due_in, oldest_pending_delivery_age,
+    record_delivered, record_failed_attempt, ConnectOptions, DueDelivery, StoreError,
 };
 use crate::domain::{webhook_signature, RetrySchedule, WebhookSecret};
 use crate::metrics;
@@ -30,6 +30,9 @@ const LEASE_MARGIN: Duration = Duration::from_secs(5);
 const IDLE_LOOK: Duration = Duration::from_secs(1);
 /// How long to wait before connecting again after the database failed us.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+/// How often the age of the oldest pending delivery is measured for `/metrics`: the query reads
+/// every pending delivery, so not at every look.
+const MEASURE_BACKLOG_EVERY: Duration = Duration::from_secs(10);
 /// The receiver's error as recorded in `last_error` is cut to this many characters.
 const MAX_ERROR_CHARS: usize = 500;
 
@@ -78,6 +81,7 @@ pub fn start_dispatcher(
         conn: None,
         in_flight: JoinSet::new(),
         unrecorded: Vec::new(),
+        backlog_measured_at: None,
     };
     let (stop, stopped) = oneshot::channel();
     Some(DispatcherHandle {
@@ -118,6 +122,7 @@ struct Dispatcher {
     in_flight: JoinSet<Attempt>,
     /// Outcomes the database could not take yet; recorded before anything is claimed.
     unrecorded: Vec<Attempt>,
+    backlog_measured_at: Option<Instant>,
 }
 
 impl Dispatcher {
@@ -192,6 +197,16 @@ impl Dispatcher {
         }
         if full {
             return Ok(Duration::ZERO);
+        }
+        if self
+            .backlog_measured_at
+            .is_none_or(|at| at.elapsed() >= MEASURE_BACKLOG_EVERY)
+        {
+            let age = oldest_pending_delivery_age(conn)
+                .await
+                .map_err(|e| e.on_connection(conn))?;
+            metrics::webhook_backlog_age(age.unwrap_or_default());
+            self.backlog_measured_at = Some(Instant::now());
         }
         let due_in = next_delivery_due_in(conn)
             .await

@@ -159,6 +159,27 @@ pub async fn next_delivery_due_in(
 }
 
 #[derive(QueryableByName)]
+struct Seconds {
+    #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+    value: Option<f64>,
+}
+
+/// How long ago the event of the oldest pending delivery happened; `None` when none is pending.
+/// Reads every pending delivery (a backlog grows only while receivers fail).
+pub async fn oldest_pending_delivery_age(
+    conn: &mut AsyncPgConnection,
+) -> Result<Option<Duration>, StoreError> {
+    let age: Seconds = diesel::sql_query(
+        "SELECT extract(epoch FROM clock_timestamp() - min(e.occurred_at))::float8 AS value \
+         FROM webhook_deliveries d JOIN order_events e ON e.id = d.event_id \
+         WHERE d.state = 'pending'",
+    )
+    .get_result(conn)
+    .await?;
+    Ok(age.value.map(|secs| Duration::from_secs_f64(secs.max(0.0))))
+}
+
+#[derive(QueryableByName)]
 struct DeliveryRow {
     #[diesel(sql_type = Text)]
     url: String,

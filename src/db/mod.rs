@@ -17,8 +17,8 @@ pub(crate) use connect::error_chain;
 pub use connect::{ConnectOptions, ConnectOptionsError, SslMode};
 pub use create::{insert_orders, Created};
 pub use deliveries::{
-    claim_deliveries, event_deliveries, next_delivery_due_in, record_delivered,
-    record_failed_attempt, DueDelivery,
+    claim_deliveries, event_deliveries, next_delivery_due_in, oldest_pending_delivery_age,
+    record_delivered, record_failed_attempt, DueDelivery,
 };
 pub use error::StoreError;
 pub use events::{events_page, listen_for_events, purge_events, EventPage};

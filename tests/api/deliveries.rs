@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use order_service::db::{
-    claim_deliveries, next_delivery_due_in, record_delivered, record_failed_attempt,
+    claim_deliveries, next_delivery_due_in, oldest_pending_delivery_age, record_delivered,
+    record_failed_attempt,
 };
 
 use crate::helpers::{error_body, seed_order, spawn_app, spawn_app_with, TestApp};
@@ -176,4 +177,31 @@ async fn an_events_deliveries_show_where_each_url_stands() {
         "invalid_id",
     )
     .await;
+}
+
+#[actix_web::test]
+async fn the_backlog_age_is_the_age_of_the_oldest_pending_delivery_and_none_without_one() {
+    let app = spawn_app().await;
+    let mut conn = app.db.connect().await;
+    assert_eq!(oldest_pending_delivery_age(&mut conn).await.unwrap(), None);
+
+    let event = one_delivery(&app).await;
+    // The event happened an hour ago, as far as the backlog can tell.
+    diesel::sql_query(format!(
+        "UPDATE order_events SET occurred_at = now() - interval '1 hour' WHERE id = {event}"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let age = oldest_pending_delivery_age(&mut conn)
+        .await
+        .unwrap()
+        .expect("one pending");
+    assert!(
+        (Duration::from_secs(3599)..Duration::from_secs(3700)).contains(&age),
+        "{age:?}"
+    );
+
+    record_delivered(&mut conn, event, URL).await.unwrap();
+    assert_eq!(oldest_pending_delivery_age(&mut conn).await.unwrap(), None);
 }
