@@ -78,16 +78,18 @@ impl Application {
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
-                // gzip, br or zstd when the client asks (a 100-order page shrinks ~10×);
-                // nothing changes for one that does not.
-                .wrap(Compress::default())
                 .wrap(from_fn(move |req, next| {
                     crate::api::body_deadline(req, next, request_timeout)
                 }))
                 .wrap(crate::api::cors(&cors_origins))
-                // Outermost: sees every answer, the other middleware's included.
+                // Sees every answer, the other middleware's included, and gives error answers
+                // their JSON body.
                 .wrap(from_fn(crate::api::observe))
                 .wrap(from_fn(crate::api::close_when_draining))
+                // Outermost, so that it compresses the body that leaves (an error's too): gzip,
+                // br or zstd when the client asks (a 100-order page shrinks ~10×); nothing
+                // changes for one that does not.
+                .wrap(Compress::default())
                 .app_data(executors.clone())
                 .app_data(api_keys.clone())
                 .app_data(app_draining.clone())

@@ -10,13 +10,10 @@ CREATE TABLE order_events (
     type        TEXT        NOT NULL CHECK (type IN ('order.created', 'order.status_changed')),
     from_status TEXT,
     to_status   TEXT,
-    -- The order as the API showed it after a status change. Empty for order.created: the order
-    -- as created is its own rows (pending, never changed since), read back by the feed, so the
-    -- create path does not write it twice.
-    data        JSON,
+    -- The order as the API shows it after the change, as the text it was written.
+    data        JSON        NOT NULL,
     occurred_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    CHECK ((type = 'order.status_changed') = (from_status IS NOT NULL AND to_status IS NOT NULL)),
-    CHECK ((type = 'order.status_changed') = (data IS NOT NULL))
+    CHECK ((type = 'order.status_changed') = (from_status IS NOT NULL AND to_status IS NOT NULL))
 );
 
 -- The feed's order and its resumption point.

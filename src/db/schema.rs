@@ -27,7 +27,7 @@ diesel::table! {
         type_ -> Text,
         from_status -> Nullable<Text>,
         to_status -> Nullable<Text>,
-        data -> Json,
+        data -> Nullable<Json>,
         occurred_at -> Timestamptz,
     }
 }

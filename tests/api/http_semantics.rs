@@ -77,6 +77,47 @@ async fn answers_are_compressed_only_when_the_client_asks() {
 }
 
 #[actix_web::test]
+async fn every_answer_compressed_on_request_is_really_compressed() {
+    let app = spawn_app().await;
+    let id = app.created(&seed_order()).await["id"].as_i64().unwrap();
+    // Answers of every kind: a page, an order, the probes, metrics, and errors, whose JSON body
+    // is written after the handler (a body swapped after compression would be sent as plain
+    // text under `Content-Encoding: gzip`).
+    for path in [
+        "/api/v1/orders?limit=100".to_owned(),
+        format!("/api/v1/orders/{id}"),
+        "/api/v1/orders/999999".to_owned(),
+        "/api/v1/orders/x".to_owned(),
+        "/api/v1/orders?staus=pending".to_owned(),
+        "/no/such/route".to_owned(),
+        "/health".to_owned(),
+        "/metrics".to_owned(),
+    ] {
+        let response = app
+            .client
+            .get(app.url(&path))
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        let encoding = response.headers().get("content-encoding").cloned();
+        let body = response.bytes().await.unwrap();
+        if encoding.is_some_and(|e| e == "gzip") {
+            assert_eq!(
+                body.get(..2),
+                Some(&[0x1f, 0x8b][..]),
+                "{path}: a gzip stream"
+            );
+        } else {
+            assert!(
+                serde_json::from_slice::<serde_json::Value>(&body).is_ok() || path == "/metrics",
+                "{path}: uncompressed, and readable as such"
+            );
+        }
+    }
+}
+
+#[actix_web::test]
 async fn an_order_carries_an_etag_and_if_none_match_answers_304() {
     let app = spawn_app().await;
     let id = app.created(&seed_order()).await["id"].as_i64().unwrap();
