@@ -17,7 +17,7 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Numeric, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::events::EVENTS_CHANNEL;
+use super::outbox::EVENTS_CHANNEL;
 use super::queries::find_order;
 use super::schema::idempotency_keys;
 use super::StoreError;

@@ -1,5 +1,5 @@
-//! The outbox: events written in the transaction of their change, the feed that reads them in
-//! an order no late commit can break, and the listener that wakes waiting readers.
+//! The event feed: reading events in an order no late commit can break, and the listener that
+//! wakes waiting readers. (Events are written by `outbox`, in the transactions of their changes.)
 //!
 //! Plain SQL: the transaction id column (`xid8`) has no diesel type, and the feed's condition
 //! is PostgreSQL's snapshot functions.
@@ -15,64 +15,15 @@ use serde_json::value::RawValue;
 use tokio::sync::watch;
 
 use super::models::parse_status;
+use super::outbox::EVENTS_CHANNEL;
 use super::queries::orders_by_id;
 use super::{ConnectOptions, StoreError};
 use crate::domain::{
-    Event, EventData, EventPosition, EventType, EventsRequest, NewEvent, OrderId, OrderStatus,
+    Event, EventData, EventPosition, EventType, EventsRequest, OrderId, OrderStatus,
 };
 
-/// The channel a transaction that wrote events notifies on commit.
-pub(super) const EVENTS_CHANNEL: &str = "order_events";
 /// How long the listener waits before connecting again after losing its connection.
 const RELISTEN_AFTER: Duration = Duration::from_secs(1);
-
-/// Writes status-change `events` in the caller's transaction, with one delivery row per event
-/// and webhook URL, and notifies the listeners, which PostgreSQL does only if the transaction
-/// commits. One statement, however many events. (Creates write theirs within the batch insert
-/// statement, `db::create`.)
-pub async fn record_events(
-    conn: &mut AsyncPgConnection,
-    events: &[NewEvent],
-    webhook_urls: &[String],
-) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let (mut order_ids, mut froms, mut tos, mut data) = (
-        Vec::with_capacity(events.len()),
-        Vec::with_capacity(events.len()),
-        Vec::with_capacity(events.len()),
-        Vec::with_capacity(events.len()),
-    );
-    for event in events {
-        order_ids.push(event.order_id.get());
-        froms.push(event.from.as_str());
-        tos.push(event.to.as_str());
-        data.push(event.order_json.as_str());
-    }
-    diesel::sql_query(
-        "WITH written AS ( \
-             INSERT INTO order_events (order_id, type, from_status, to_status, data) \
-             SELECT order_id, 'order.status_changed', from_status, to_status, data::json \
-             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) \
-                  AS e (order_id, from_status, to_status, data) \
-             RETURNING id \
-         ), deliveries AS ( \
-             INSERT INTO webhook_deliveries (event_id, url) \
-             SELECT written.id, urls.url FROM written CROSS JOIN unnest($5::text[]) AS urls (url) \
-         ) \
-         SELECT pg_notify($6, '')",
-    )
-    .bind::<Array<BigInt>, _>(order_ids)
-    .bind::<Array<Text>, _>(froms)
-    .bind::<Array<Text>, _>(tos)
-    .bind::<Array<Text>, _>(data)
-    .bind::<Array<Text>, _>(webhook_urls)
-    .bind::<Text, _>(EVENTS_CHANNEL)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
 
 /// One page of the feed.
 #[derive(Debug)]

@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod migrations;
 mod models;
+mod outbox;
 mod pool;
 mod queries;
 pub mod schema;

@@ -10,8 +10,8 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Bool, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::events::record_events;
 use super::models::{parse_status, HistoryRow, ItemRow, NewHistoryRow, OrderRow};
+use super::outbox::record_events;
 use super::schema::{idempotency_keys, order_items, order_status_history, orders};
 use super::StoreError;
 use crate::domain::{
