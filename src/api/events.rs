@@ -17,8 +17,8 @@ use super::params::reject_unknown_parameters;
 use super::ApiError;
 use crate::actors::{Executors, GetDeliveries, ListEvents};
 use crate::domain::{
-    parse_event_types, parse_wait, DeliveryReport, Event, EventPosition, EventType, EventsRequest,
-    PageLimit, ValidationErrors,
+    parse_event_types, parse_wait, DeliveryReport, Event, EventId, EventPosition, EventType,
+    EventsRequest, PageLimit, ValidationErrors,
 };
 
 /// Changes whenever a transaction that wrote events commits (see `db::listen_for_events`).
@@ -264,15 +264,9 @@ pub async fn event_deliveries(
     executors: web::Data<Executors>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let event_id = id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-        ApiError::bad_request(
-            ErrorCode::InvalidId,
-            format!(
-                "event id must be a positive 64-bit integer, got {:?}",
-                id.as_str()
-            ),
-        )
-    })?;
+    let event_id = EventId::parse(&id)
+        .map_err(|message| ApiError::bad_request(ErrorCode::InvalidId, message))?
+        .get();
     let deliveries = executors
         .send(GetDeliveries(event_id))
         .await?

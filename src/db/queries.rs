@@ -11,7 +11,7 @@ use diesel::sql_types::{BigInt, Bool, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::models::{parse_status, HistoryRow, ItemRow, NewHistoryRow, OrderRow};
-use super::outbox::record_events;
+use super::outbox::record_status_changed;
 use super::schema::{idempotency_keys, order_items, order_status_history, orders};
 use super::StoreError;
 use crate::domain::{
@@ -310,7 +310,7 @@ async fn change_in_transaction(
         let event = NewEvent::status_changed(&order, from, to).map_err(|e| {
             StoreError::Impossible(format!("an order that cannot be written as JSON: {e}"))
         })?;
-        record_events(conn, &[event], webhook_urls).await?;
+        record_status_changed(conn, &event, webhook_urls).await?;
     }
     Ok((order, transition))
 }

@@ -9,6 +9,7 @@ use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
+use super::order::positive_id;
 use super::{Order, OrderId, OrderStatus, PageLimit};
 
 /// The longest a feed request may wait for an event.
@@ -41,6 +42,20 @@ impl EventType {
                     "unknown event type {text:?}: expected order.created or order.status_changed"
                 )
             })
+    }
+}
+
+/// The id of a stored event: a positive 64-bit integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventId(i64);
+
+impl EventId {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        positive_id(text, "event").map(Self)
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
     }
 }
 

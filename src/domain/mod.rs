@@ -22,8 +22,8 @@ mod webhook;
 
 pub use email::Email;
 pub use event::{
-    parse_event_types, parse_wait, Event, EventData, EventPosition, EventType, EventsRequest,
-    NewEvent,
+    parse_event_types, parse_wait, Event, EventData, EventId, EventPosition, EventType,
+    EventsRequest, NewEvent,
 };
 pub use filter::{FilterInput, ListFilter};
 pub use idempotency::{CreateRequest, IdempotencyKey};

@@ -16,12 +16,7 @@ pub struct OrderId(i64);
 
 impl OrderId {
     pub fn parse(text: &str) -> Result<Self, String> {
-        match text.parse::<i64>() {
-            Ok(id) if id > 0 => Ok(Self(id)),
-            _ => Err(format!(
-                "order id must be a positive 64-bit integer, got {text:?}"
-            )),
-        }
+        positive_id(text, "order").map(Self)
     }
 
     /// Wraps an id the database assigned.
@@ -38,6 +33,16 @@ impl OrderId {
 /// not of the expected JSON type), in words for the client. Such a field is reported with the
 /// rule violations of the others, so one answer names every problem.
 pub type Given<T> = Result<T, String>;
+
+/// A stored row's id as a client writes it in a path: a positive 64-bit integer.
+pub(super) fn positive_id(text: &str, what: &str) -> Result<i64, String> {
+    match text.parse::<i64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(format!(
+            "{what} id must be a positive 64-bit integer, got {text:?}"
+        )),
+    }
+}
 
 /// One order line as the client sent it, before validation.
 pub struct ItemInput<'a> {
