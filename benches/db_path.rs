@@ -9,7 +9,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use order_service::actors::{CreateOrder, Executors, GetOrder};
 use order_service::config::Config;
-use order_service::db::{run_migrations, ConnectOptions, Created, Pool};
+use order_service::db::{run_migrations, ConnectOptions, Created, Outbox, Pool};
 use order_service::domain::{CreateRequest, ItemInput, NewOrder};
 
 fn bench_order() -> CreateRequest {
@@ -52,12 +52,9 @@ fn db_path(c: &mut Criterion) {
     let mut config = Config::from_lookup(|_| None).expect("defaults");
     config.pool.min_idle = 1;
     let executors = system.block_on(async {
-        Executors::start(
-            config.executors,
-            Pool::build(&database, &config.pool),
-            Duration::from_secs(2),
-            config.webhook_urls.clone().into(),
-        )
+        let pool = Pool::build(&database, &config.pool);
+        let outbox = Outbox::start(pool.clone(), config.webhook_urls.clone().into());
+        Executors::start(config.executors, pool, Duration::from_secs(2), outbox)
     });
     let create = || async {
         match executors

@@ -13,7 +13,7 @@ use crate::actors::{
 };
 use crate::api::{Draining, EventSignal};
 use crate::config::Config;
-use crate::db::{listen_for_events, run_migrations, MigrationError, Pool};
+use crate::db::{listen_for_events, run_migrations, MigrationError, Outbox, Pool};
 
 /// How long an idle keep-alive connection stays open.
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
@@ -49,11 +49,12 @@ impl Application {
         let applied = run_migrations(&config.database).await?;
         log::info!("database ready ({applied} migration(s) applied)");
         let pool = Pool::build(&config.database, &config.pool);
+        let outbox = Outbox::start(pool.clone(), config.webhook_urls.clone().into());
         let executors = web::Data::new(Executors::start(
             config.executors,
             pool,
             config.ping_timeout,
-            config.webhook_urls.clone().into(),
+            outbox,
         ));
         actix_web::rt::spawn(purge_expired(executors.clone(), config.events_retention));
         let events = listen_for_events(config.database.clone());

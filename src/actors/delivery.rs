@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use diesel_async::AsyncPgConnection;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
@@ -166,12 +166,7 @@ impl Dispatcher {
     async fn step(&mut self, claim: bool) -> Result<Duration, StoreError> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            None => self.conn.insert(
-                self.database
-                    .connect()
-                    .await
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?,
-            ),
+            None => self.conn.insert(connect(&self.database).await?),
         };
         while let Some(attempt) = self.unrecorded.last() {
             record(conn, attempt, &self.settings.retries)
@@ -213,6 +208,21 @@ impl Dispatcher {
             .map_err(|e| e.on_connection(conn))?;
         Ok(due_in.map_or(IDLE_LOOK, |due_in| due_in.min(IDLE_LOOK)))
     }
+}
+
+/// The dispatcher's own connection. Its claims and outcomes commit without waiting for the
+/// disk: should PostgreSQL lose the last of them in a crash, those deliveries are sent again,
+/// which at-least-once delivery allows (receivers drop repeats by `webhook-id`), and in return
+/// the dispatcher's bookkeeping does not queue for WAL flushes behind the creates.
+async fn connect(database: &ConnectOptions) -> Result<AsyncPgConnection, StoreError> {
+    let mut conn = database
+        .connect()
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    diesel::sql_query("SET synchronous_commit = off")
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
 }
 
 async fn record(

@@ -18,7 +18,7 @@ use super::messages::{
     ChangeStatus, CheckHealth, CreateOrder, GetDeliveries, GetHistory, GetOrder, ListEvents,
     ListOrders, PurgeEvents, PurgeIdempotencyKeys,
 };
-use crate::db::{self, Created, EventPage, OrderPage, Pool, StoreError};
+use crate::db::{self, Created, EventPage, OrderPage, Outbox, Pool, StoreError};
 use crate::domain::{CreateRequest, DeliveryReport, Order, StatusChange};
 use crate::metrics;
 
@@ -62,8 +62,8 @@ pub struct DbExecutor {
     index: usize,
     pool: Pool,
     ping_timeout: Duration,
-    /// Where every event is also delivered: a delivery row per URL is written with it.
-    webhook_urls: Arc<[String]>,
+    /// Where the events of the changes it commits go.
+    outbox: Outbox,
     /// Shared with the executor set: how many times any executor was restarted.
     restarts: Arc<AtomicU64>,
     pending: VecDeque<PendingCreate>,
@@ -75,14 +75,14 @@ impl DbExecutor {
         index: usize,
         pool: Pool,
         ping_timeout: Duration,
-        webhook_urls: Arc<[String]>,
+        outbox: Outbox,
         restarts: Arc<AtomicU64>,
     ) -> Self {
         Self {
             index,
             pool,
             ping_timeout,
-            webhook_urls,
+            outbox,
             restarts,
             pending: VecDeque::new(),
             flushing: false,
@@ -139,9 +139,9 @@ impl DbExecutor {
             .drain(..size)
             .map(|p| (p.request, p.reply))
             .unzip();
-        let (pool, webhook_urls) = (self.pool.clone(), self.webhook_urls.clone());
+        let (pool, outbox) = (self.pool.clone(), self.outbox.clone());
         let job = async move {
-            let results = store_batch(&pool, &requests, &webhook_urls).await;
+            let results = store_batch(&pool, &requests, &outbox).await;
             let created = results
                 .iter()
                 .filter(|result| matches!(result, Ok(Created::New(_))))
@@ -166,7 +166,7 @@ impl DbExecutor {
 async fn store_batch(
     pool: &Pool,
     requests: &[CreateRequest],
-    webhook_urls: &[String],
+    outbox: &Outbox,
 ) -> Vec<Result<Created, StoreError>> {
     let unavailable = |cause: &str| {
         requests
@@ -179,7 +179,7 @@ async fn store_batch(
         Err(StoreError::Unavailable(cause)) => return unavailable(&cause),
         Err(e) => return unavailable(&e.to_string()),
     };
-    match db::insert_orders(&mut conn, requests, webhook_urls)
+    match db::insert_orders(&mut conn, requests, outbox)
         .await
         .map_err(|e| e.on_connection(&mut conn))
     {
@@ -194,7 +194,7 @@ async fn store_batch(
             }
             let mut results = Vec::with_capacity(requests.len());
             for request in requests {
-                results.push(store_one(&mut conn, request, webhook_urls).await);
+                results.push(store_one(&mut conn, request, outbox).await);
             }
             results
         }
@@ -207,19 +207,18 @@ async fn store_batch(
 async fn store_one(
     conn: &mut AsyncPgConnection,
     request: &CreateRequest,
-    webhook_urls: &[String],
+    outbox: &Outbox,
 ) -> Result<Created, StoreError> {
     let mut retry = request.key.is_some();
     loop {
-        let outcome =
-            match db::insert_orders(conn, std::slice::from_ref(request), webhook_urls).await {
-                Ok(mut one) => one.pop().unwrap_or_else(|| {
-                    Err(StoreError::Impossible(
-                        "no outcome for a one-order batch".into(),
-                    ))
-                }),
-                Err(e) => Err(e),
-            };
+        let outcome = match db::insert_orders(conn, std::slice::from_ref(request), outbox).await {
+            Ok(mut one) => one.pop().unwrap_or_else(|| {
+                Err(StoreError::Impossible(
+                    "no outcome for a one-order batch".into(),
+                ))
+            }),
+            Err(e) => Err(e),
+        };
         if retry && matches!(outcome, Err(StoreError::ConstraintViolated(_))) {
             retry = false;
             continue;
@@ -306,9 +305,9 @@ impl Handler<ChangeStatus> for DbExecutor {
         }: ChangeStatus,
         _: &mut Context<Self>,
     ) -> Self::Result {
-        let webhook_urls = self.webhook_urls.clone();
+        let outbox = self.outbox.clone();
         self.run(async move |conn| {
-            db::change_status(conn, id, to, precondition.as_ref(), &webhook_urls).await
+            db::change_status(conn, id, to, precondition.as_ref(), &outbox).await
         })
     }
 }
@@ -331,8 +330,12 @@ impl Handler<CheckHealth> for DbExecutor {
 impl Handler<ListEvents> for DbExecutor {
     type Result = ResponseActFuture<Self, Result<EventPage, ExecutorError>>;
 
-    fn handle(&mut self, ListEvents(request): ListEvents, _: &mut Context<Self>) -> Self::Result {
-        self.run(async move |conn| db::events_page(conn, &request).await)
+    fn handle(
+        &mut self,
+        ListEvents { request, waiting }: ListEvents,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        self.run(async move |conn| db::events_page(conn, &request, waiting).await)
     }
 }
 
@@ -411,7 +414,9 @@ mod tests {
     #[actix_rt::test]
     async fn a_panicking_executor_is_restarted_and_serves_the_next_request() {
         // One executor, so the next message must be served by the restarted actor.
-        let executors = Executors::start(1, pool(), Duration::from_secs(2), Arc::from([]));
+        let pool = pool();
+        let outbox = Outbox::start(pool.clone(), Arc::from([]));
+        let executors = Executors::start(1, pool, Duration::from_secs(2), outbox);
         executors
             .send(CheckHealth)
             .await

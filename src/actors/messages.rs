@@ -40,7 +40,12 @@ pub struct ChangeStatus {
 /// Read one page of the event feed.
 #[derive(Message)]
 #[rtype(result = "Result<EventPage, ExecutorError>")]
-pub struct ListEvents(pub EventsRequest);
+pub struct ListEvents {
+    pub request: EventsRequest,
+    /// Whether the reader waits when the page is empty: only then is it told whether events
+    /// are held back (`EventPage::held_back`), which costs a query.
+    pub waiting: bool,
+}
 
 /// Read how the webhook deliveries of one event stand; `None` when there is no such event.
 #[derive(Message)]

@@ -7,7 +7,7 @@ use actix::{Addr, Context, Handler, Message, ResponseFuture, Supervisor};
 use tokio::sync::oneshot;
 
 use super::{DbExecutor, ExecutorError};
-use crate::db::Pool;
+use crate::db::{Outbox, Pool};
 
 /// The supervised executors and a round-robin dispatcher over them.
 ///
@@ -29,20 +29,15 @@ struct Mailbox {
 
 impl Executors {
     /// Starts `count` executors on the current arbiter, each under a `Supervisor`.
-    pub fn start(
-        count: usize,
-        pool: Pool,
-        ping_timeout: Duration,
-        webhook_urls: Arc<[String]>,
-    ) -> Self {
+    pub fn start(count: usize, pool: Pool, ping_timeout: Duration, outbox: Outbox) -> Self {
         let restarts = Arc::new(AtomicU64::new(0));
         let executors = (0..count.max(1))
             .map(|index| {
                 let (pool, restarts) = (pool.clone(), restarts.clone());
-                let webhook_urls = webhook_urls.clone();
+                let outbox = outbox.clone();
                 Mailbox {
                     addr: Supervisor::start(move |_| {
-                        DbExecutor::new(index, pool, ping_timeout, webhook_urls, restarts)
+                        DbExecutor::new(index, pool, ping_timeout, outbox, restarts)
                     }),
                     waiting: Arc::default(),
                 }

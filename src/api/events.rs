@@ -123,7 +123,12 @@ async fn next_events(
     loop {
         // Marked before the query, so that a commit between the query and the wait still wakes.
         woken.mark_unchanged();
-        let page = executors.send(ListEvents(request.clone())).await?;
+        let page = executors
+            .send(ListEvents {
+                request: request.clone(),
+                waiting: Instant::now() < deadline,
+            })
+            .await?;
         let remaining = deadline.saturating_duration_since(Instant::now());
         if !page.events.is_empty() || remaining.is_zero() {
             return Ok(page.events);

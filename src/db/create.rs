@@ -17,7 +17,7 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Numeric, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::outbox::EVENTS_CHANNEL;
+use super::outbox::Outbox;
 use super::queries::find_order;
 use super::schema::idempotency_keys;
 use super::StoreError;
@@ -35,19 +35,27 @@ pub enum Created {
 
 /// Stores the orders of `requests` with all their items, their initial history rows, their
 /// idempotency keys and their `order.created` events (with a delivery per webhook URL),
-/// atomically, in one transaction and one statement. Requests whose key was seen before are answered from it
-/// instead, and write nothing.
+/// atomically, in one transaction and one statement, then tells the outbox. Requests whose key
+/// was seen before are answered from it instead, and write nothing.
 ///
 /// The outer error fails the whole batch; inner ones belong to their request alone.
 pub async fn insert_orders(
     conn: &mut AsyncPgConnection,
     requests: &[CreateRequest],
-    webhook_urls: &[String],
+    outbox: &Outbox,
 ) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
-    conn.transaction::<_, StoreError, _>(async |conn| {
-        create_in_transaction(conn, requests, webhook_urls).await
-    })
-    .await
+    let outcomes = conn
+        .transaction::<_, StoreError, _>(async |conn| {
+            create_in_transaction(conn, requests, outbox.webhook_urls()).await
+        })
+        .await?;
+    if outcomes
+        .iter()
+        .any(|outcome| matches!(outcome, Ok(Created::New(_))))
+    {
+        outbox.committed();
+    }
+    Ok(outcomes)
 }
 
 /// What to do with one request of a batch.
@@ -331,11 +339,7 @@ impl QueryFragment<Pg> for InsertBatch<'_> {
             ") AS urls (url)\
              ) \
              SELECT o.id, now(), coalesce(i.ids, '{}') \
-             FROM new_orders o CROSS JOIN (SELECT pg_notify(",
-        );
-        out.push_bind_param::<Text, _>(&EVENTS_CHANNEL)?;
-        out.push_sql(
-            ", '')) AS notified \
+             FROM new_orders o \
              LEFT JOIN (\
                SELECT item_order, array_agg(id ORDER BY n) AS ids FROM new_items \
                GROUP BY item_order\

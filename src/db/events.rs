@@ -29,8 +29,8 @@ const RELISTEN_AFTER: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct EventPage {
     pub events: Vec<Event>,
-    /// With an empty page: whether committed events wait behind a transaction that is still
-    /// running, and will be handed out once it ends.
+    /// With an empty page read for a waiting reader: whether committed events wait behind a
+    /// transaction that is still running, and will be handed out once it ends.
     pub held_back: bool,
 }
 
@@ -64,9 +64,11 @@ struct Flag {
 /// Events after `request.after`, oldest first by `(tx_id, id)`, from transactions older than
 /// every transaction still running: those can no longer be joined by an event that would sort
 /// before them, so a reader that has seen up to a position never misses anything behind it.
+/// `waiting`: whether to find out, when there are none, if some are held back.
 pub async fn events_page(
     conn: &mut AsyncPgConnection,
     request: &EventsRequest,
+    waiting: bool,
 ) -> Result<EventPage, StoreError> {
     let types: Option<Vec<&str>> = (!request.types.is_empty())
         .then(|| request.types.iter().map(|kind| kind.as_str()).collect());
@@ -87,8 +89,9 @@ pub async fn events_page(
     .load(conn)
     .await?;
     let events = into_events(conn, rows).await?;
-    let held_back =
-        events.is_empty() && events_behind_running_transactions(conn, request.after).await?;
+    let held_back = waiting
+        && events.is_empty()
+        && events_behind_running_transactions(conn, request.after).await?;
     Ok(EventPage { events, held_back })
 }
 

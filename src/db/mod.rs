@@ -24,6 +24,7 @@ pub use deliveries::{
 pub use error::StoreError;
 pub use events::{events_page, listen_for_events, purge_events, EventPage};
 pub use migrations::{run_migrations, MigrationError};
+pub use outbox::Outbox;
 pub use pool::{Pool, PoolSettings, PooledConnection};
 pub use queries::{
     change_status, explain_orders_page, find_order, orders_page, ping, purge_idempotency_keys,

@@ -11,7 +11,7 @@ use diesel::sql_types::{BigInt, Bool, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::models::{parse_status, HistoryRow, ItemRow, NewHistoryRow, OrderRow};
-use super::outbox::record_status_changed;
+use super::outbox::{record_status_changed, Outbox};
 use super::schema::{idempotency_keys, order_items, order_status_history, orders};
 use super::StoreError;
 use crate::domain::{
@@ -260,16 +260,17 @@ pub async fn change_status(
     id: OrderId,
     to: OrderStatus,
     precondition: Option<&Precondition>,
-    webhook_urls: &[String],
+    outbox: &Outbox,
 ) -> Result<Order, StoreError> {
     let (order, transition) = conn
         .transaction::<_, StoreError, _>(async |conn| {
-            change_in_transaction(conn, id, to, precondition, webhook_urls).await
+            change_in_transaction(conn, id, to, precondition, outbox.webhook_urls()).await
         })
         .await?;
-    // Counted once committed: a rolled-back change did not happen.
+    // Once committed: a rolled-back change did not happen.
     if let Transition::Move { from, to } = transition {
         metrics::status_changed(from, to);
+        outbox.committed();
     }
     Ok(order)
 }

@@ -205,3 +205,52 @@ async fn the_backlog_age_is_the_age_of_the_oldest_pending_delivery_and_none_with
     record_delivered(&mut conn, event, URL).await.unwrap();
     assert_eq!(oldest_pending_delivery_age(&mut conn).await.unwrap(), None);
 }
+
+#[actix_web::test]
+async fn events_past_their_retention_go_with_their_deliveries_and_an_orders_events_with_it() {
+    let app = spawn_app().await;
+    let old = one_delivery(&app).await;
+    let kept = one_delivery(&app).await;
+    let mut conn = app.db.connect().await;
+    diesel::sql_query(format!(
+        "UPDATE order_events SET occurred_at = now() - interval '8 days' WHERE id = {old}"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let purged = order_service::db::purge_events(&mut conn, Duration::from_secs(7 * 24 * 3600))
+        .await
+        .unwrap();
+
+    assert_eq!(purged, 1, "only the event older than seven days");
+    let left = "SELECT count(*) AS count FROM webhook_deliveries";
+    assert_eq!(
+        app.db.count(left).await,
+        1,
+        "the purged event's delivery went too"
+    );
+    assert_eq!(
+        app.db
+            .count(&format!(
+                "SELECT count(*) AS count FROM webhook_deliveries WHERE event_id = {kept}"
+            ))
+            .await,
+        1
+    );
+
+    // Nothing in the service deletes orders; one deleted by hand takes its events along.
+    diesel::sql_query(format!(
+        "DELETE FROM orders WHERE id = (SELECT order_id FROM order_events WHERE id = {kept})"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) AS count FROM order_events")
+            .await,
+        0
+    );
+    assert_eq!(app.db.count(left).await, 0);
+}
