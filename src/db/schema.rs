@@ -78,10 +78,8 @@ diesel::table! {
 }
 
 diesel::joinable!(idempotency_keys -> orders (order_id));
-diesel::joinable!(order_events -> orders (order_id));
 diesel::joinable!(order_items -> orders (order_id));
 diesel::joinable!(order_status_history -> orders (order_id));
-diesel::joinable!(webhook_deliveries -> order_events (event_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
