@@ -1,6 +1,6 @@
 # ordersvc: `make run` to serve, `make test` to test. `make help` lists everything.
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-chaos test-api test-contract test-stress test-stress-extreme test-all-stress bench-stress bench bench-micro db-up db-down db-reset test-db-up test-db-down cluster-up cluster-down cluster-status test-cluster fmt lint clean
+.PHONY: help build run test test-chaos test-api test-contract test-stress test-stress-extreme test-all-stress bench-stress bench bench-ab bench-micro db-up db-down db-reset test-db-up test-db-down cluster-up cluster-down cluster-status test-cluster fmt lint clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ bench-stress: ## sustained load per mode (create, get, list) for DURATION (10s),
 
 bench: ## headline benchmark: pgbench ceiling vs our API on one durable PostgreSQL (DURATION, CLIENTS)
 	scripts/bench.sh
+
+bench-ab: ## creates per second and CPU per order, git revision A against B (default HEAD), alternating: make bench-ab A=fd18c28
+	scripts/bench-ab.sh "$(A)" "$(or $(B),HEAD)"
 
 bench-micro: ## criterion benches: the domain, and the database path (needs `make db-up`)
 	cargo bench --locked
