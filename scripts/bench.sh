@@ -7,6 +7,8 @@
 #           our GET /api/v1/orders/{id}, at 100 clients;
 #   list    our GET /api/v1/orders?limit=10, pages per second, at 100 clients, and again with
 #           Accept-Encoding: gzip (what compression costs);
+#   events  our GET /api/v1/events?limit=10, the feed's first page, at 100 clients, right after
+#           list so that the two page rates can be compared;
 #   create+hook  creates at 100 clients again, on a server that also delivers every event to a
 #           webhook receiver on loopback (scripts/bench/receiver.py, BENCH_HOOK_PORT, 18091);
 # and prints a table with the ratios, the stress client's p50/p99 and the server's peak RSS.
@@ -95,6 +97,8 @@ for clients in $CLIENTS; do
     row "get by id" 100 "$ceiling" "$(stress --mode get --concurrency 100)"
     say "bench: list pages at 100 clients"
     row "list" 100 "-" "$(stress --mode list --concurrency 100)"
+    say "bench: event feed pages at 100 clients"
+    row "events" 100 "-" "$(stress --mode events --concurrency 100)"
     say "bench: list pages at 100 clients, gzip asked for"
     row "list gzip" 100 "-" "$(stress --mode list --concurrency 100 --accept-encoding gzip)"
   fi

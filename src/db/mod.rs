@@ -26,7 +26,8 @@ pub use events::{events_page, listen_for_events, purge_events, EventPage};
 pub use migrations::{run_migrations, MigrationError};
 pub use outbox::Outbox;
 pub use pool::{Pool, PoolSettings, PooledConnection};
+#[cfg(feature = "explain")]
+pub use queries::explain_orders_page;
 pub use queries::{
-    change_status, explain_orders_page, find_order, orders_page, ping, purge_idempotency_keys,
-    status_history, OrderPage,
+    change_status, find_order, orders_page, ping, purge_idempotency_keys, status_history, OrderPage,
 };

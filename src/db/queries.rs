@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use diesel::dsl::{exists, sql, AsSelect, SqlTypeOf};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Bool, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
@@ -19,6 +18,11 @@ use crate::domain::{
     StatusChange, Transition, VersionMismatch,
 };
 use crate::metrics;
+
+#[cfg(feature = "explain")]
+mod explain;
+#[cfg(feature = "explain")]
+pub use explain::explain_orders_page;
 
 /// One page of the newest-first order list.
 #[derive(Debug)]
@@ -197,30 +201,6 @@ async fn with_items(
             row.into_order(items)
         })
         .collect()
-}
-
-/// PostgreSQL's plan for a page's order query, one line per plan node, as `EXPLAIN` shows it:
-/// how the docs and tests show that every filter is served by an index.
-pub async fn explain_orders_page(
-    conn: &mut AsyncPgConnection,
-    page: &PageRequest,
-) -> Result<Vec<String>, StoreError> {
-    Ok(Explain(page_query(page)).load(conn).await?)
-}
-
-/// `EXPLAIN <query>`, with the query's bind parameters.
-#[derive(QueryId)]
-struct Explain<Q>(Q);
-
-impl<Q> Query for Explain<Q> {
-    type SqlType = Text;
-}
-
-impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Explain<Q> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("EXPLAIN ");
-        self.0.walk_ast(out.reborrow())
-    }
 }
 
 /// The order's status changes, oldest first; `None` when there is no such order.

@@ -1,6 +1,6 @@
 //! Hostile and malformed input: every case is a clear 4xx, never a 500 or a hang.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,7 +40,6 @@ async fn malformed_bodies_are_a_400_naming_the_problem() {
     for (body, mention) in cases {
         let shown = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
 
-        let started = Instant::now();
         let response = app
             .post_raw("/api/v1/orders", "application/json", body)
             .await;
@@ -48,10 +47,6 @@ async fn malformed_bodies_are_a_400_naming_the_problem() {
         let error = error_body(response, 400, "invalid_json").await;
         let message = error["error"].as_str().unwrap();
         assert!(message.contains(mention), "{shown}: {message}");
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "{shown} is quick"
-        );
     }
     assert_eq!(
         app.db.count("SELECT count(*) AS count FROM orders").await,
@@ -301,41 +296,47 @@ async fn connect(app: &TestApp) -> TcpStream {
     TcpStream::connect(address).await.expect("connect")
 }
 
-/// Sends `partial` and waits for the server to close the connection; returns what it said and
-/// how long it took.
-async fn stall_after(app: &TestApp, partial: &str) -> (String, Duration) {
+/// How long a stalled client waits for the server to cut it off before giving up. Not a
+/// measurement: the server's request timeout in these tests is far shorter, and this bound only
+/// turns a server that never cuts the client off into a failure instead of a hung test.
+const CUT_OFF_WITHIN: Duration = Duration::from_secs(30);
+
+/// Sends `partial`, then nothing more, and reads until the server closes the connection;
+/// returns what it said before closing.
+async fn stall_after(app: &TestApp, partial: &str) -> String {
     let mut stream = connect(app).await;
     stream.write_all(partial.as_bytes()).await.unwrap();
-    let started = Instant::now();
     let mut answer = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer));
+    // A read error (a reset) is the server closing too; the answer checks say whether it spoke.
+    let read = tokio::time::timeout(CUT_OFF_WITHIN, stream.read_to_end(&mut answer)).await;
     assert!(
-        read.await.is_ok(),
-        "the server must close a stalled connection: {partial:?}"
+        read.is_ok(),
+        "the server did not close a connection stalled after {partial:?} within \
+         {CUT_OFF_WITHIN:?}, so it does not cut stalled clients off"
     );
-    (
-        String::from_utf8_lossy(&answer).into_owned(),
-        started.elapsed(),
-    )
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 #[actix_web::test]
 async fn a_client_that_stalls_in_the_head_or_the_body_is_cut_off() {
+    // Short only so that the test is quick; what it checks is who ends the exchange: a 408 and
+    // then the end of the stream are the server's doing, never the client's bound.
     let app = spawn_app_with(|c| c.request_timeout = Duration::from_millis(500)).await;
 
-    let (answer, took) = stall_after(&app, "POST /api/v1/orders HTTP/1.1\r\nHost: te").await;
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(took < Duration::from_secs(4), "head: closed after {took:?}");
+    let answer = stall_after(&app, "POST /api/v1/orders HTTP/1.1\r\nHost: te").await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "head: {answer}");
 
-    let (answer, took) = stall_after(
+    let answer = stall_after(
         &app,
         "POST /api/v1/orders HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
          Content-Length: 200\r\n\r\n{\"customer_name\": ",
     )
     .await;
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
-    assert!(took < Duration::from_secs(4), "body: closed after {took:?}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "body: {answer}");
+    assert!(
+        answer.contains(r#""code":"request_timeout""#),
+        "body: {answer}"
+    );
 
     assert_eq!(
         app.create_order(&seed_order()).await.status(),

@@ -51,6 +51,8 @@ pub enum Request {
     GetOrder { among: Vec<i64> },
     /// GET the newest ten orders.
     ListOrders,
+    /// GET the event feed's first page: its oldest ten events.
+    ListEvents,
 }
 
 /// The service's address and how to talk to it. Cheap to clone: every worker holds one.
@@ -193,6 +195,12 @@ impl Session {
             Request::ListOrders => (
                 Method::GET,
                 "/api/v1/orders?limit=10".to_owned(),
+                None,
+                StatusCode::OK,
+            ),
+            Request::ListEvents => (
+                Method::GET,
+                "/api/v1/events?limit=10".to_owned(),
                 None,
                 StatusCode::OK,
             ),

@@ -44,7 +44,8 @@ pub struct Args {
     #[arg(long, default_value_t = 100.0, value_parser = percentage)]
     pub min_success: f64,
 
-    /// What to send: create orders, read random orders by id, or list the newest ten.
+    /// What to send: create orders, read random orders by id, list the newest ten, or read the
+    /// event feed's first page (its ten oldest events).
     #[arg(long, value_enum, default_value_t = Mode::Create)]
     pub mode: Mode,
 
@@ -71,6 +72,7 @@ pub enum Mode {
     Create,
     Get,
     List,
+    Events,
 }
 
 impl Mode {
@@ -79,6 +81,7 @@ impl Mode {
             Mode::Create => "create",
             Mode::Get => "get",
             Mode::List => "list",
+            Mode::Events => "events",
         }
     }
 }
@@ -109,5 +112,21 @@ fn percentage(raw: &str) -> Result<f64, String> {
     match raw.parse::<f64>() {
         Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
         _ => Err("expected a percentage from 0 to 100".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Scripts pass the name they read in a RESULT line's `mode=` back to --mode: the two must
+    // agree for every mode.
+    #[test]
+    fn every_mode_is_asked_for_by_the_name_it_reports() {
+        for &mode in Mode::value_variants() {
+            let args = Args::try_parse_from(["stress", "--mode", mode.name()])
+                .unwrap_or_else(|e| panic!("--mode {}: {e}", mode.name()));
+            assert_eq!(args.mode, mode, "--mode {}", mode.name());
+        }
     }
 }

@@ -78,6 +78,7 @@ async fn run(args: &Args) -> Result<bool, String> {
             among: orders_to_read(&api, args.orders.min(ORDERS_TO_READ), concurrency).await?,
         },
         Mode::List => Request::ListOrders,
+        Mode::Events => Request::ListEvents,
     };
     let outcome = load::run(&api, request, stop, concurrency, progress_bar(stop)).await;
     let figures = Figures::of(&outcome);
