@@ -175,12 +175,19 @@ pub(super) async fn orders_by_id(
         return Ok(Vec::new());
     }
     let ids: Vec<i64> = ids.iter().map(|id| id.get()).collect();
-    let rows: Vec<OrderRow> = orders::table
+    // The ids are known before either query runs, so diesel-async pipelines the two: one round
+    // trip, as for a single order (`find_order`).
+    let shared: &AsyncPgConnection = conn;
+    let rows = orders::table
         .filter(orders::id.eq_any(&ids))
         .select(OrderRow::as_select())
-        .load(conn)
-        .await?;
-    with_items(conn, rows).await
+        .load(&mut &*shared);
+    let items = order_items::table
+        .filter(order_items::order_id.eq_any(&ids))
+        .select(ItemRow::as_select())
+        .load(&mut &*shared);
+    let (rows, items) = futures_util::join!(rows, items);
+    with_these_items(rows?, items?)
 }
 
 /// The orders of `rows` with their items, which come in one query.
@@ -194,6 +201,11 @@ async fn with_items(
         .select(ItemRow::as_select())
         .load(conn)
         .await?;
+    with_these_items(rows, items)
+}
+
+/// Each order of `rows` with its items among `items`.
+fn with_these_items(rows: Vec<OrderRow>, items: Vec<ItemRow>) -> Result<Vec<Order>, StoreError> {
     let mut items_by_order = group_items(items);
     rows.into_iter()
         .map(|row| {
