@@ -76,7 +76,8 @@ run() {
   env DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$DB" PORT="$HTTP_PORT" RUST_LOG=warn \
     "$1" >"$DATA/bench-ab-server.log" 2>&1 &
   server=$!
-  wait_until_ready "$BASE_URL" "$server" "$DATA/bench-ab-server.log" 60
+  # /health: older revisions have no /health/ready.
+  wait_until_ready "$BASE_URL" "$server" "$DATA/bench-ab-server.log" 60 /health
   line="$("$stress_bin" --base-url "$BASE_URL" --mode create --concurrency "$CLIENTS" \
     --duration "${DURATION}s" --warmup 2s --no-verify | grep '^RESULT')"
   served="$(awk '{ print $14 + $15 }' "/proc/$server/stat")"

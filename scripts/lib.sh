@@ -120,11 +120,11 @@ bin_path() {
   printf '%s' "$target/$dir/$1"
 }
 
-# wait_until_ready BASE_URL PID LOG SECONDS: waits until BASE_URL/health/ready answers 200, that
-# is until the server has migrated and its database answers. Dies, with the end of LOG, when
-# process PID exits first or SECONDS pass.
+# wait_until_ready BASE_URL PID LOG SECONDS [PATH]: waits until BASE_URL/health/ready (or PATH)
+# answers 200, that is until the server has migrated and its database answers. Dies, with the
+# end of LOG, when process PID exits first or SECONDS pass.
 wait_until_ready() {
-  local url="$1/health/ready" pid="$2" log="$3" within="$4" polls=0
+  local url="$1${5:-/health/ready}" pid="$2" log="$3" within="$4" polls=0
   until curl -fs -o /dev/null --max-time 2 "$url"; do
     if ! kill -0 "$pid" 2>/dev/null; then
       tail -n 20 "$log" >&2
