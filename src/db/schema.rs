@@ -77,10 +77,6 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(idempotency_keys -> orders (order_id));
-diesel::joinable!(order_items -> orders (order_id));
-diesel::joinable!(order_status_history -> orders (order_id));
-
 diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     order_events,

@@ -12,6 +12,7 @@ mod history;
 mod hostile;
 mod http_semantics;
 mod idempotency;
+mod integrity;
 mod list_filters;
 mod list_orders;
 mod observability;
