@@ -82,12 +82,14 @@ pub async fn find_order(
     id: OrderId,
 ) -> Result<Option<Order>, StoreError> {
     // The items query does not wait for the order's row: diesel-async pipelines the two, so a
-    // read costs one round trip to PostgreSQL instead of two.
+    // read costs one round trip to PostgreSQL instead of two. `get_result`, not `first`: the
+    // key finds one row at most, and the `LIMIT $2` that `first` binds would keep PostgreSQL on
+    // custom plans, planning every read afresh.
     let shared: &AsyncPgConnection = conn;
     let row = orders::table
         .find(id.get())
         .select(OrderRow::as_select())
-        .first(&mut &*shared);
+        .get_result(&mut &*shared);
     let items = order_items::table
         .filter(order_items::order_id.eq(id.get()))
         .order(order_items::id)
@@ -281,7 +283,7 @@ async fn change_in_transaction(
         .find(id.get())
         .select((orders::status, orders::updated_at))
         .for_update()
-        .first(conn)
+        .get_result(conn)
         .await?;
     let version = OrderVersion::of(id, updated_at);
     if precondition.is_some_and(|p| !p.accepts(&version)) {
