@@ -164,7 +164,9 @@ pub async fn orders_page(
         }),
         _ => None,
     };
-    let orders = with_items(conn, rows).await?;
+    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+    let items = items_of(&ids).load(conn).await?;
+    let orders = with_items(rows, items)?;
     Ok(OrderPage { orders, next })
 }
 
@@ -184,30 +186,21 @@ pub(super) async fn orders_by_id(
         .filter(orders::id.eq_any(&ids))
         .select(OrderRow::as_select())
         .load(&mut &*shared);
-    let items = order_items::table
-        .filter(order_items::order_id.eq_any(&ids))
-        .select(ItemRow::as_select())
-        .load(&mut &*shared);
+    let items = items_of(&ids).load(&mut &*shared);
     let (rows, items) = futures_util::join!(rows, items);
-    with_these_items(rows?, items?)
+    with_items(rows?, items?)
 }
 
-/// The orders of `rows` with their items, which come in one query.
-async fn with_items(
-    conn: &mut AsyncPgConnection,
-    rows: Vec<OrderRow>,
-) -> Result<Vec<Order>, StoreError> {
-    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
-    let items: Vec<ItemRow> = order_items::table
-        .filter(order_items::order_id.eq_any(&ids))
+/// The items of the orders with these ids.
+fn items_of(ids: &[i64]) -> order_items::BoxedQuery<'_, Pg, SqlTypeOf<AsSelect<ItemRow, Pg>>> {
+    order_items::table
+        .filter(order_items::order_id.eq_any(ids))
         .select(ItemRow::as_select())
-        .load(conn)
-        .await?;
-    with_these_items(rows, items)
+        .into_boxed()
 }
 
 /// Each order of `rows` with its items among `items`.
-fn with_these_items(rows: Vec<OrderRow>, items: Vec<ItemRow>) -> Result<Vec<Order>, StoreError> {
+fn with_items(rows: Vec<OrderRow>, items: Vec<ItemRow>) -> Result<Vec<Order>, StoreError> {
     let mut items_by_order = group_items(items);
     rows.into_iter()
         .map(|row| {
