@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use order_service::actors::{CreateOrder, Executors, GetOrder};
+use order_service::actors::{delivery_lease, CreateOrder, Executors, GetOrder};
 use order_service::config::Config;
 use order_service::db::{run_migrations, ConnectOptions, Created, Outbox, Pool};
 use order_service::domain::{CreateRequest, ItemInput, NewOrder};
@@ -53,7 +53,11 @@ fn db_path(c: &mut Criterion) {
     config.pool.min_idle = 1;
     let executors = system.block_on(async {
         let pool = Pool::build(&database, &config.pool);
-        let outbox = Outbox::start(pool.clone(), config.webhook_urls.clone().into());
+        let (outbox, _) = Outbox::start(
+            pool.clone(),
+            config.webhook_urls.clone().into(),
+            delivery_lease(config.webhook_timeout),
+        );
         Executors::start(config.executors, pool, Duration::from_secs(2), outbox)
     });
     let create = || async {

@@ -10,7 +10,7 @@
 # next; alternating the sides spreads that over both, and B/A is taken per round.
 #
 # HOOK=A, HOOK=B or HOOK=AB runs that side's servers with one webhook URL, a receiver on
-# loopback (scripts/bench/receiver.py) that answers 204; each such run also prints the
+# loopback (webhook-receiver of crates/stress) that answers 204; each such run also prints the
 # receiver's CPU per order and how many of the run's orders had their event delivered when the
 # server stopped.
 #
@@ -79,7 +79,7 @@ children_ticks() { awk '{ print $16 + $17 }' "/proc/$postmaster/stat"; }
 own_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 if [ -n "$HOOK" ]; then
-  python3 scripts/bench/receiver.py "$HOOK_PORT" 2>/dev/null &
+  "$(bin_path webhook-receiver)" "$HOOK_PORT" 2>/dev/null &
   receiver=$!
 fi
 

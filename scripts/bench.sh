@@ -10,7 +10,7 @@
 #   events  our GET /api/v1/events?limit=10, the feed's first page, at 100 clients, right after
 #           list so that the two page rates can be compared;
 #   create+hook  creates at 100 clients again, on a server that also delivers every event to a
-#           webhook receiver on loopback (scripts/bench/receiver.py, BENCH_HOOK_PORT, 18091);
+#           webhook receiver on loopback (webhook-receiver of crates/stress, BENCH_HOOK_PORT, 18091);
 # and prints a table with the ratios, the stress client's p50/p99 and the server's peak RSS.
 #
 #   DURATION=10 CLIENTS="100 500" scripts/bench.sh
@@ -108,7 +108,7 @@ done
 # delivery rows and the dispatcher cost the create path.
 HOOK_PORT="${BENCH_HOOK_PORT:-18091}"
 say "bench: create at 100 clients, with one webhook URL"
-python3 scripts/bench/receiver.py "$HOOK_PORT" &
+"$(bin_path webhook-receiver)" "$HOOK_PORT" &
 receiver=$!
 stop_server
 start_server WEBHOOK_URLS="http://127.0.0.1:$HOOK_PORT/" \

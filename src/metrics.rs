@@ -170,9 +170,12 @@ pub fn webhook_backlog_age(age: std::time::Duration) {
     SERIES.webhook_backlog_age.set(age.as_secs_f64());
 }
 
-/// A webhook delivery attempt's outcome: `delivered`, `retry` or `failed`.
-pub fn webhook_attempt(outcome: &str) {
-    SERIES.webhook_attempts.with_label_values(&[outcome]).inc();
+/// `count` webhook delivery attempts had this outcome: `delivered`, `retry` or `failed`.
+pub fn webhook_attempts(outcome: &str, count: usize) {
+    SERIES
+        .webhook_attempts
+        .with_label_values(&[outcome])
+        .inc_by(count as u64);
 }
 
 /// What the executors and their pool look like at the moment of a scrape.

@@ -8,8 +8,8 @@ use actix_web::middleware::{from_fn, Compress};
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::{
-    start_dispatcher, DispatcherHandle, Executors, PurgeEvents, PurgeIdempotencyKeys,
-    WebhookSettings,
+    delivery_lease, start_dispatcher, DispatcherHandle, Executors, PurgeEvents,
+    PurgeIdempotencyKeys, WebhookSettings,
 };
 use crate::api::{Draining, EventSignal};
 use crate::config::Config;
@@ -49,7 +49,11 @@ impl Application {
         let applied = run_migrations(&config.database).await?;
         log::info!("database ready ({applied} migration(s) applied)");
         let pool = Pool::build(&config.database, &config.pool);
-        let outbox = Outbox::start(pool.clone(), config.webhook_urls.clone().into());
+        let (outbox, handoffs) = Outbox::start(
+            pool.clone(),
+            config.webhook_urls.clone().into(),
+            delivery_lease(config.webhook_timeout),
+        );
         let executors = web::Data::new(Executors::start(
             config.executors,
             pool,
@@ -58,14 +62,15 @@ impl Application {
         ));
         actix_web::rt::spawn(purge_expired(executors.clone(), config.events_retention));
         let events = listen_for_events(config.database.clone());
-        let dispatcher = match (config.webhook_urls.is_empty(), &config.webhook_secret) {
-            (false, Some(secret)) => {
+        let dispatcher = match (handoffs, &config.webhook_secret) {
+            (Some(handoffs), Some(secret)) => {
                 let settings = WebhookSettings {
                     secret: secret.clone(),
+                    urls: config.webhook_urls.clone(),
                     timeout: config.webhook_timeout,
                     retries: config.webhook_retries.clone(),
                 };
-                start_dispatcher(config.database.clone(), settings, events.clone())
+                start_dispatcher(config.database.clone(), settings, handoffs)
             }
             _ => None,
         };

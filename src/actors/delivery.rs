@@ -7,17 +7,18 @@
 //! `MAX_IN_FLIGHT` requests are open at once, each bounded by the timeout. On shutdown it stops
 //! claiming and finishes what it sent, so that a restart does not send again what was delivered.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tokio::sync::{oneshot, watch};
-use tokio::task::JoinSet;
+use tokio::sync::oneshot;
+use tokio::task::{JoinError, JoinSet};
 
 use crate::db::{
     claim_deliveries, error_chain, next_delivery_due_in, oldest_pending_delivery_age,
-    record_delivered, record_failed_attempt, ConnectOptions, DueDelivery, StoreError,
+    record_delivered, record_failed_attempt, ConnectOptions, Handoff, Handoffs, StoreError,
 };
-use crate::domain::{webhook_signature, RetrySchedule, WebhookSecret};
+use crate::domain::{webhook_signature, Event, RetrySchedule, WebhookSecret};
 use crate::metrics;
 
 /// Requests open at once per instance.
@@ -25,8 +26,12 @@ const MAX_IN_FLIGHT: usize = 16;
 /// A claim outlasts the request's timeout by this much, which covers recording the outcome;
 /// only a claim whose instance stopped or lost the database runs out.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
-/// Looks for due deliveries at least this often when no notification comes: retries fall due
-/// without one, and another instance may have scheduled them.
+/// A handed-over event is sent only this soon after its commit, so that its lease, taken when
+/// it was written, outlasts the attempt; later ones are left for the claims once their leases
+/// run out. (Less than `LEASE_MARGIN`, by the time a transaction may take to commit.)
+const HANDOFF_USABLE_FOR: Duration = Duration::from_secs(2);
+/// Looks for due deliveries at least this often: retries fall due, and leases run out, without
+/// anything telling this instance.
 const IDLE_LOOK: Duration = Duration::from_secs(1);
 /// How long to wait before connecting again after the database failed us.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
@@ -39,9 +44,26 @@ const MAX_ERROR_CHARS: usize = 500;
 /// What the dispatcher needs to send.
 pub struct WebhookSettings {
     pub secret: WebhookSecret,
+    /// Where every event goes.
+    pub urls: Vec<String>,
     /// How long one request may take, from connecting to the response's status.
     pub timeout: Duration,
     pub retries: RetrySchedule,
+}
+
+/// How long a delivery belongs to the dispatcher that claimed it (or to the instance that wrote
+/// it), for requests that may take `timeout`.
+pub fn delivery_lease(timeout: Duration) -> Duration {
+    timeout + LEASE_MARGIN
+}
+
+/// One attempt to make: the event as JSON, to one URL.
+struct Outgoing {
+    event_id: i64,
+    url: String,
+    /// This attempt's number, the first being 1.
+    attempt: u32,
+    body: String,
 }
 
 /// How one attempt went: `error` is `None` on a 2xx answer.
@@ -52,13 +74,13 @@ struct Attempt {
     error: Option<String>,
 }
 
-/// Starts the dispatcher on the current runtime. `events` changes when events commit, so new
-/// deliveries go out at once rather than at the next look. It runs until `stop` is called on
-/// the handle, or the handle is dropped.
+/// Starts the dispatcher on the current runtime. `handoffs` brings the events this instance
+/// commits, whose first attempts are leased to it. It runs until `stop` is called on the handle,
+/// or the handle is dropped.
 pub fn start_dispatcher(
     database: ConnectOptions,
     settings: WebhookSettings,
-    events: watch::Receiver<u64>,
+    handoffs: Handoffs,
 ) -> Option<DispatcherHandle> {
     let client = match reqwest::Client::builder()
         .timeout(settings.timeout)
@@ -73,20 +95,23 @@ pub fn start_dispatcher(
             return None;
         }
     };
-    let lease = settings.timeout + LEASE_MARGIN;
+    let lease = delivery_lease(settings.timeout);
     let dispatcher = Dispatcher {
         database,
         settings,
         client,
         conn: None,
+        handoffs,
+        handed: VecDeque::new(),
         in_flight: JoinSet::new(),
         unrecorded: Vec::new(),
+        look_at: Instant::now(),
         backlog_measured_at: None,
     };
     let (stop, stopped) = oneshot::channel();
     Some(DispatcherHandle {
         stop,
-        finished: actix_web::rt::spawn(dispatcher.run(events, stopped)),
+        finished: actix_web::rt::spawn(dispatcher.run(stopped)),
         lease,
     })
 }
@@ -101,7 +126,7 @@ impl DispatcherHandle {
     /// Stops claiming, and waits for the requests in flight to be answered and their outcomes
     /// recorded: a delivery that was answered 2xx but not recorded would be sent again after
     /// the restart. Waits at most a lease (the database may be gone); what is left then is
-    /// sent again when its lease runs out.
+    /// sent again when its lease runs out, as are the handed-over events not yet sent.
     pub async fn stop(self) {
         // An error means the dispatcher has already ended.
         let _ = self.stop.send(());
@@ -119,95 +144,207 @@ struct Dispatcher {
     settings: WebhookSettings,
     client: reqwest::Client,
     conn: Option<AsyncPgConnection>,
+    handoffs: Handoffs,
+    /// Attempts handed over and not yet started, each with the moment it must start by.
+    handed: VecDeque<(Instant, Outgoing)>,
     in_flight: JoinSet<Attempt>,
-    /// Outcomes the database could not take yet; recorded before anything is claimed.
+    /// Outcomes not recorded yet; recorded together, before anything is claimed.
     unrecorded: Vec<Attempt>,
+    /// When to claim due deliveries next.
+    look_at: Instant,
     backlog_measured_at: Option<Instant>,
 }
 
+/// What woke the dispatcher.
+enum Wake {
+    Finished(Result<Attempt, JoinError>),
+    Handed(Handoff),
+    Time,
+    Stop,
+}
+
 impl Dispatcher {
-    async fn run(mut self, mut events: watch::Receiver<u64>, mut stop: oneshot::Receiver<()>) {
+    async fn run(mut self, mut stop: oneshot::Receiver<()>) {
         let mut stopping = false;
         let mut reconnect_at: Option<Instant> = None;
         loop {
-            let wait = match reconnect_at.filter(|at| *at > Instant::now()) {
-                Some(at) => at.saturating_duration_since(Instant::now()),
-                None => match self.step(!stopping).await {
-                    Ok(wait) => {
-                        reconnect_at = None;
-                        wait
-                    }
-                    Err(e) => {
-                        log::warn!("webhooks: {e}; trying again in {RECONNECT_AFTER:?}");
-                        self.conn = None;
-                        reconnect_at = Some(Instant::now() + RECONNECT_AFTER);
-                        RECONNECT_AFTER
-                    }
-                },
-            };
+            if reconnect_at.is_none_or(|at| at <= Instant::now()) {
+                reconnect_at = None;
+                if let Err(e) = self.step(!stopping).await {
+                    log::warn!("webhooks: {e}; trying again in {RECONNECT_AFTER:?}");
+                    self.conn = None;
+                    reconnect_at = Some(Instant::now() + RECONNECT_AFTER);
+                }
+            }
             if stopping && self.in_flight.is_empty() && self.unrecorded.is_empty() {
                 return;
             }
-            tokio::select! {
-                Some(finished) = self.in_flight.join_next() => match finished {
-                    Ok(attempt) => self.unrecorded.push(attempt),
-                    // Its claim runs out and the delivery is tried again.
-                    Err(e) => log::error!("webhooks: a delivery task failed: {e}"),
-                },
-                () = tokio::time::sleep(wait) => {}
-                Ok(()) = events.changed() => {}
-                _ = &mut stop, if !stopping => stopping = true,
+            let room = self.room() > 0 && !stopping;
+            // Woken at a time only when there is something to do then: while every slot is
+            // taken, a finished attempt is what matters.
+            let wake_at = reconnect_at.or(room.then_some(self.look_at));
+            let woken = tokio::select! {
+                Some(finished) = self.in_flight.join_next() => Wake::Finished(finished),
+                Some(handoff) = self.handoffs.recv(), if room && self.handed.is_empty() => {
+                    Wake::Handed(handoff)
+                }
+                () = sleep_until(wake_at), if wake_at.is_some() => Wake::Time,
+                _ = &mut stop, if !stopping => Wake::Stop,
+            };
+            match woken {
+                Wake::Finished(finished) => {
+                    self.finished(finished);
+                    while let Some(finished) = self.in_flight.try_join_next() {
+                        self.finished(finished);
+                    }
+                }
+                Wake::Handed(handoff) => self.hand(handoff),
+                Wake::Time => {}
+                Wake::Stop => stopping = true,
             }
         }
     }
 
-    /// Records finished attempts, claims (when `claim`) as many due deliveries as there is room
-    /// for and sends them; answers how long to wait before looking again.
-    async fn step(&mut self, claim: bool) -> Result<Duration, StoreError> {
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            None => self.conn.insert(connect(&self.database).await?),
-        };
-        while let Some(attempt) = self.unrecorded.last() {
-            record(conn, attempt, &self.settings.retries)
-                .await
-                .map_err(|e| e.on_connection(conn))?;
-            self.unrecorded.pop();
-        }
-        let room = MAX_IN_FLIGHT - self.in_flight.len();
-        if room == 0 || !claim {
-            // Woken when one finishes.
-            return Ok(IDLE_LOOK);
-        }
-        let claimed = claim_deliveries(conn, room, self.settings.timeout + LEASE_MARGIN)
-            .await
-            .map_err(|e| e.on_connection(conn))?;
-        let full = claimed.len() == room;
-        for delivery in claimed {
-            self.in_flight.spawn(send(
-                self.client.clone(),
-                self.settings.secret.clone(),
-                delivery,
-            ));
-        }
-        if full {
-            return Ok(Duration::ZERO);
-        }
-        if self
-            .backlog_measured_at
-            .is_none_or(|at| at.elapsed() >= MEASURE_BACKLOG_EVERY)
-        {
-            let age = oldest_pending_delivery_age(conn)
-                .await
-                .map_err(|e| e.on_connection(conn))?;
-            metrics::webhook_backlog_age(age.unwrap_or_default());
-            self.backlog_measured_at = Some(Instant::now());
-        }
-        let due_in = next_delivery_due_in(conn)
-            .await
-            .map_err(|e| e.on_connection(conn))?;
-        Ok(due_in.map_or(IDLE_LOOK, |due_in| due_in.min(IDLE_LOOK)))
+    fn room(&self) -> usize {
+        MAX_IN_FLIGHT - self.in_flight.len()
     }
+
+    fn finished(&mut self, finished: Result<Attempt, JoinError>) {
+        match finished {
+            Ok(attempt) => self.unrecorded.push(attempt),
+            // Its lease runs out and the delivery is tried again.
+            Err(e) => log::error!("webhooks: a delivery task failed: {e}"),
+        }
+    }
+
+    /// Queues a handoff's events, one attempt per URL.
+    fn hand(&mut self, handoff: Handoff) {
+        let start_by = handoff.committed_at + HANDOFF_USABLE_FOR;
+        for event in handoff.events {
+            let Some(body) = body_of(&event) else {
+                continue;
+            };
+            for url in &self.settings.urls {
+                let outgoing = Outgoing {
+                    event_id: event.id,
+                    url: url.clone(),
+                    attempt: 1,
+                    body: body.clone(),
+                };
+                self.handed.push_back((start_by, outgoing));
+            }
+        }
+    }
+
+    /// Records finished attempts; then, when `sending`, starts handed-over attempts, and claims
+    /// due deliveries when it is time, as many as there is room for.
+    async fn step(&mut self, sending: bool) -> Result<(), StoreError> {
+        let retries = &self.settings.retries;
+        let conn = connection(&mut self.conn, &self.database).await?;
+        record(conn, &self.unrecorded, retries)
+            .await
+            .map_err(|e| e.on_connection(conn))?;
+        self.unrecorded.clear();
+        if !sending {
+            return Ok(());
+        }
+        self.start_handed();
+        if self.room() > 0 && self.look_at <= Instant::now() {
+            self.claim().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts handed-over attempts while there is room.
+    fn start_handed(&mut self) {
+        while self.room() > 0 {
+            if self.handed.is_empty() {
+                match self.handoffs.try_recv() {
+                    Ok(handoff) => self.hand(handoff),
+                    Err(_) => return,
+                }
+            }
+            let Some((start_by, outgoing)) = self.handed.pop_front() else {
+                continue;
+            };
+            // Too late: left to its lease.
+            if start_by >= Instant::now() {
+                self.start(outgoing);
+            }
+        }
+    }
+
+    /// Claims due deliveries, as many as there is room for, and starts them; when fewer were
+    /// due, sets when to look again.
+    async fn claim(&mut self) -> Result<(), StoreError> {
+        let room = self.room();
+        let lease = delivery_lease(self.settings.timeout);
+        let conn = connection(&mut self.conn, &self.database).await?;
+        let claimed = claim_deliveries(conn, room, lease)
+            .await
+            .map_err(|e| e.on_connection(conn))?;
+        // When full, more may be due: it looks again as soon as there is room.
+        if claimed.len() < room {
+            if self
+                .backlog_measured_at
+                .is_none_or(|at| at.elapsed() >= MEASURE_BACKLOG_EVERY)
+            {
+                let age = oldest_pending_delivery_age(conn)
+                    .await
+                    .map_err(|e| e.on_connection(conn))?;
+                metrics::webhook_backlog_age(age.unwrap_or_default());
+                self.backlog_measured_at = Some(Instant::now());
+            }
+            let due_in = next_delivery_due_in(conn)
+                .await
+                .map_err(|e| e.on_connection(conn))?;
+            self.look_at =
+                Instant::now() + due_in.map_or(IDLE_LOOK, |due_in| due_in.min(IDLE_LOOK));
+        }
+        for delivery in claimed {
+            if let Some(body) = body_of(&delivery.event) {
+                self.start(Outgoing {
+                    event_id: delivery.event.id,
+                    url: delivery.url,
+                    attempt: delivery.attempt,
+                    body,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, outgoing: Outgoing) {
+        self.in_flight.spawn(send(
+            self.client.clone(),
+            self.settings.secret.clone(),
+            outgoing,
+        ));
+    }
+}
+
+async fn connection<'a>(
+    conn: &'a mut Option<AsyncPgConnection>,
+    database: &ConnectOptions,
+) -> Result<&'a mut AsyncPgConnection, StoreError> {
+    match conn {
+        Some(conn) => Ok(conn),
+        None => Ok(conn.insert(connect(database).await?)),
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+/// The event as a webhook's body; `None` (and logged) if it cannot be written, which its
+/// lease then retries.
+fn body_of(event: &Event) -> Option<String> {
+    serde_json::to_string(event)
+        .inspect_err(|e| log::error!("webhooks: cannot serialise event {}: {e}", event.id))
+        .ok()
 }
 
 /// The dispatcher's own connection. Its claims and outcomes commit without waiting for the
@@ -225,78 +362,80 @@ async fn connect(database: &ConnectOptions) -> Result<AsyncPgConnection, StoreEr
     Ok(conn)
 }
 
+/// Records outcomes: the delivered ones in one statement, each failure on its own (there are
+/// few, and each gets a retry time of its own).
 async fn record(
     conn: &mut AsyncPgConnection,
-    attempt: &Attempt,
+    attempts: &[Attempt],
     retries: &RetrySchedule,
 ) -> Result<(), StoreError> {
-    match &attempt.error {
-        None => {
-            record_delivered(conn, attempt.event_id, &attempt.url).await?;
-            metrics::webhook_attempt("delivered");
-        }
-        Some(error) => {
-            let retry_in = retries.after(attempt.number, rand::random());
-            record_failed_attempt(
-                conn,
-                attempt.event_id,
-                &attempt.url,
-                attempt.number,
-                error,
-                retry_in,
-            )
-            .await?;
-            metrics::webhook_attempt(if retry_in.is_some() {
+    let delivered: Vec<(i64, &str)> = attempts
+        .iter()
+        .filter(|attempt| attempt.error.is_none())
+        .map(|attempt| (attempt.event_id, attempt.url.as_str()))
+        .collect();
+    record_delivered(conn, &delivered).await?;
+    metrics::webhook_attempts("delivered", delivered.len());
+    for attempt in attempts {
+        let Some(error) = &attempt.error else {
+            continue;
+        };
+        let retry_in = retries.after(attempt.number, rand::random());
+        record_failed_attempt(
+            conn,
+            attempt.event_id,
+            &attempt.url,
+            attempt.number,
+            error,
+            retry_in,
+        )
+        .await?;
+        metrics::webhook_attempts(
+            if retry_in.is_some() {
                 "retry"
             } else {
                 "failed"
-            });
-            if retry_in.is_none() {
-                log::warn!(
-                    "webhooks: event {} to {} failed after {} attempts: {error}",
-                    attempt.event_id,
-                    attempt.url,
-                    attempt.number
-                );
-            }
+            },
+            1,
+        );
+        if retry_in.is_none() {
+            log::warn!(
+                "webhooks: event {} to {} failed after {} attempts: {error}",
+                attempt.event_id,
+                attempt.url,
+                attempt.number
+            );
         }
     }
     Ok(())
 }
 
-/// One attempt: the event as JSON, signed with this attempt's timestamp.
-async fn send(client: reqwest::Client, secret: WebhookSecret, delivery: DueDelivery) -> Attempt {
-    let id = delivery.event.id.to_string();
-    let error = match serde_json::to_string(&delivery.event) {
-        Ok(body) => {
-            let timestamp = chrono::Utc::now().timestamp();
-            let answer = client
-                .post(&delivery.url)
-                .header("content-type", "application/json")
-                .header("webhook-id", &id)
-                .header("webhook-timestamp", timestamp.to_string())
-                .header(
-                    "webhook-signature",
-                    webhook_signature(&secret, &id, timestamp, &body),
-                )
-                .body(body)
-                .send()
-                .await;
-            match answer {
-                Ok(response) if response.status().is_success() => None,
-                Ok(response) => Some(format!("answered {}", response.status())),
-                Err(e) if e.is_timeout() => Some("no answer within the timeout".to_owned()),
-                // reqwest's own text is only "error sending request"; the reason (a refused
-                // connection, a bad certificate) is in its sources.
-                Err(e) => Some(error_chain(&e)),
-            }
-        }
-        Err(e) => Some(format!("cannot serialise the event: {e}")),
+/// One attempt, signed with its own timestamp.
+async fn send(client: reqwest::Client, secret: WebhookSecret, outgoing: Outgoing) -> Attempt {
+    let id = outgoing.event_id.to_string();
+    let timestamp = chrono::Utc::now().timestamp();
+    let signature = webhook_signature(&secret, &id, timestamp, &outgoing.body);
+    let answer = client
+        .post(&outgoing.url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(outgoing.body)
+        .send()
+        .await;
+    let error = match answer {
+        Ok(response) if response.status().is_success() => None,
+        Ok(response) => Some(format!("answered {}", response.status())),
+        Err(e) if e.is_timeout() => Some("no answer within the timeout".to_owned()),
+        // reqwest's own text is only "error sending request"; the reason (a refused
+        // connection, a bad certificate) is in its sources.
+        Err(e) => Some(error_chain(&e)),
     };
     Attempt {
-        event_id: delivery.event.id,
-        url: delivery.url,
-        number: delivery.attempt,
+        event_id: outgoing.event_id,
+        url: outgoing.url,
+        number: outgoing.attempt,
         error: error.map(|e| e.chars().take(MAX_ERROR_CHARS).collect()),
     }
 }

@@ -8,7 +8,7 @@ mod executor;
 mod messages;
 mod set;
 
-pub use delivery::{start_dispatcher, DispatcherHandle, WebhookSettings};
+pub use delivery::{delivery_lease, start_dispatcher, DispatcherHandle, WebhookSettings};
 pub use executor::{DbExecutor, ExecutorError};
 pub use messages::{
     ChangeStatus, CheckHealth, CreateOrder, GetDeliveries, GetHistory, GetOrder, ListEvents,

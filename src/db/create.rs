@@ -17,12 +17,13 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Numeric, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::outbox::Outbox;
+use super::outbox::{DeliveryRows, Outbox};
 use super::queries::find_order;
 use super::schema::idempotency_keys;
 use super::StoreError;
 use crate::domain::{
-    CreateRequest, IdempotencyKey, NewOrder, Order, OrderId, OrderItem, OrderStatus,
+    CreateRequest, Event, EventPosition, IdempotencyKey, NewOrder, Order, OrderId, OrderItem,
+    OrderStatus,
 };
 
 /// What a create request came to.
@@ -44,16 +45,22 @@ pub async fn insert_orders(
     requests: &[CreateRequest],
     outbox: &Outbox,
 ) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
-    let outcomes = conn
+    let (outcomes, events) = conn
         .transaction::<_, StoreError, _>(async |conn| {
-            create_in_transaction(conn, requests, outbox.webhook_urls()).await
+            create_in_transaction(conn, requests, &outbox.delivery_rows()).await
         })
         .await?;
-    if outcomes
-        .iter()
-        .any(|outcome| matches!(outcome, Ok(Created::New(_))))
-    {
-        outbox.committed();
+    if !events.is_empty() {
+        let created = outcomes.iter().filter_map(|outcome| match outcome {
+            Ok(Created::New(order)) => Some(order),
+            _ => None,
+        });
+        outbox.committed(|| {
+            created
+                .zip(events)
+                .map(|(order, event)| Event::created(event, order))
+                .collect()
+        });
     }
     Ok(outcomes)
 }
@@ -68,8 +75,8 @@ enum Plan {
 async fn create_in_transaction(
     conn: &mut AsyncPgConnection,
     requests: &[CreateRequest],
-    webhook_urls: &[String],
-) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
+    deliveries: &DeliveryRows<'_>,
+) -> Result<(Vec<Result<Created, StoreError>>, Vec<EventPosition>), StoreError> {
     let plans = plan(conn, requests).await?;
     let fresh: Vec<(&CreateRequest, Option<&str>)> = requests
         .iter()
@@ -79,7 +86,12 @@ async fn create_in_transaction(
             _ => None,
         })
         .collect();
-    let mut inserted = insert_batch(conn, &fresh, webhook_urls).await?.into_iter();
+    let (inserted, events): (Vec<Order>, Vec<EventPosition>) =
+        insert_batch(conn, &fresh, deliveries)
+            .await?
+            .into_iter()
+            .unzip();
+    let mut inserted = inserted.into_iter();
 
     let mut outcomes = Vec::with_capacity(requests.len());
     for plan in plans {
@@ -97,7 +109,7 @@ async fn create_in_transaction(
             Plan::KeyReused => Err(StoreError::IdempotencyKeyReused),
         });
     }
-    Ok(outcomes)
+    Ok((outcomes, events))
 }
 
 /// Looks up the batch's idempotency keys (only when it has any, so a batch without keys costs
@@ -148,22 +160,23 @@ async fn plan(
 }
 
 /// Writes the orders (each with its key's fingerprint, if it has a key) and returns them as
-/// stored, in the same order.
+/// stored, in the same order, each with where its `order.created` event is.
 async fn insert_batch(
     conn: &mut AsyncPgConnection,
     orders: &[(&CreateRequest, Option<&str>)],
-    webhook_urls: &[String],
-) -> Result<Vec<Order>, StoreError> {
+    deliveries: &DeliveryRows<'_>,
+) -> Result<Vec<(Order, EventPosition)>, StoreError> {
     if orders.is_empty() {
         return Ok(Vec::new());
     }
-    let statement = InsertBatch::new(orders, webhook_urls);
+    let statement = InsertBatch::new(orders, deliveries);
     let stored: Vec<StoredRow> = statement.load(conn).await?;
     stored_orders(orders, stored)
 }
 
-/// What the batch statement returns per order: its id, creation time and item ids.
-type StoredRow = (i64, DateTime<Utc>, Vec<i64>);
+/// What the batch statement returns per order: its id, creation time and item ids, and its
+/// event's id and transaction id (as text: `xid8` has no diesel type).
+type StoredRow = (i64, DateTime<Utc>, Vec<i64>, i64, String);
 
 /// Pairs each order sent with the row the statement returned for it. The statement returns one
 /// row per order and one item id per item, in input order, by construction: anything else is
@@ -171,7 +184,7 @@ type StoredRow = (i64, DateTime<Utc>, Vec<i64>);
 fn stored_orders(
     orders: &[(&CreateRequest, Option<&str>)],
     stored: Vec<StoredRow>,
-) -> Result<Vec<Order>, StoreError> {
+) -> Result<Vec<(Order, EventPosition)>, StoreError> {
     if stored.len() != orders.len() {
         return Err(StoreError::Impossible(format!(
             "the batch insert returned {} rows for {} orders",
@@ -182,7 +195,7 @@ fn stored_orders(
     orders
         .iter()
         .zip(stored)
-        .map(|((request, _), (id, created_at, item_ids))| {
+        .map(|((request, _), (id, created_at, item_ids, event_id, tx))| {
             if item_ids.len() != request.order.items.len() {
                 return Err(StoreError::Impossible(format!(
                     "order {id} was stored with {} item ids for {} items",
@@ -190,7 +203,14 @@ fn stored_orders(
                     request.order.items.len()
                 )));
             }
-            Ok(stored_order(&request.order, id, created_at, item_ids))
+            let tx = tx.parse().map_err(|_| {
+                StoreError::Impossible(format!("order {id} was stored by transaction {tx:?}"))
+            })?;
+            let event = EventPosition { tx, id: event_id };
+            Ok((
+                stored_order(&request.order, id, created_at, item_ids),
+                event,
+            ))
         })
         .collect()
 }
@@ -240,12 +260,14 @@ struct InsertBatch<'a> {
     unit_prices: Vec<&'a BigDecimal>,
     total_prices: Vec<&'a BigDecimal>,
     webhook_urls: &'a [String],
+    lease_micros: i64,
 }
 
 impl<'a> InsertBatch<'a> {
-    fn new(orders: &[(&'a CreateRequest, Option<&'a str>)], webhook_urls: &'a [String]) -> Self {
+    fn new(orders: &[(&'a CreateRequest, Option<&'a str>)], deliveries: &DeliveryRows<'a>) -> Self {
         let mut batch = Self {
-            webhook_urls,
+            webhook_urls: deliveries.urls,
+            lease_micros: deliveries.lease_micros,
             ..Self::default()
         };
         for (index, (request, fingerprint)) in orders.iter().enumerate() {
@@ -279,8 +301,9 @@ impl QueryFragment<Pg> for InsertBatch<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql(
             "WITH new_orders AS MATERIALIZED (\
-               SELECT nextval('orders_id_seq') AS id, n, customer_name, customer_email, \
-                      total_amount, key, fingerprint \
+               SELECT nextval('orders_id_seq') AS id, \
+                      nextval('order_events_id_seq') AS event_id, n, customer_name, \
+                      customer_email, total_amount, key, fingerprint \
                FROM unnest(",
         );
         out.push_bind_param::<Array<Text>, _>(&self.customer_names)?;
@@ -327,18 +350,20 @@ impl QueryFragment<Pg> for InsertBatch<'_> {
                INSERT INTO idempotency_keys (key, request_hash, order_id) \
                SELECT key, fingerprint, id FROM new_orders WHERE key IS NOT NULL\
              ), created_events AS (\
-               INSERT INTO order_events (order_id, type) \
-               SELECT id, 'order.created' FROM new_orders ORDER BY n \
-               RETURNING id\
+               INSERT INTO order_events (id, order_id, type) \
+               SELECT event_id, id, 'order.created' FROM new_orders\
              ), deliveries AS (\
-               INSERT INTO webhook_deliveries (event_id, url) \
-               SELECT e.id, urls.url FROM created_events e CROSS JOIN unnest(",
+               INSERT INTO webhook_deliveries (event_id, url, attempts, next_attempt_at) \
+               SELECT o.event_id, urls.url, 1, now() + ",
         );
+        out.push_bind_param::<BigInt, _>(&self.lease_micros)?;
+        out.push_sql("::float8 * interval '1 microsecond' FROM new_orders o CROSS JOIN unnest(");
         out.push_bind_param::<Array<Text>, _>(&self.webhook_urls)?;
         out.push_sql(
             ") AS urls (url)\
              ) \
-             SELECT o.id, now(), coalesce(i.ids, '{}') \
+             SELECT o.id, now(), coalesce(i.ids, '{}'), o.event_id, \
+                    pg_current_xact_id()::text \
              FROM new_orders o \
              LEFT JOIN (\
                SELECT item_order, array_agg(id ORDER BY n) AS ids FROM new_items \
@@ -351,7 +376,7 @@ impl QueryFragment<Pg> for InsertBatch<'_> {
 }
 
 impl Query for InsertBatch<'_> {
-    type SqlType = (BigInt, Timestamptz, Array<BigInt>);
+    type SqlType = (BigInt, Timestamptz, Array<BigInt>, BigInt, Text);
 }
 
 /// Not a static id: diesel then caches the prepared statement by its SQL text, which is the
@@ -378,25 +403,30 @@ mod tests {
         CreateRequest { order, key: None }
     }
 
+    /// The row of order `id`, with its event `id + 100` written by transaction 5.
+    fn row(id: i64, item_ids: &[i64]) -> StoredRow {
+        (id, Utc::now(), item_ids.to_vec(), id + 100, "5".to_owned())
+    }
+
     #[test]
     fn stored_rows_that_do_not_match_the_orders_sent_are_impossible() {
         let (one, two) = (request(1), request(2));
         let sent = [(&one, None), (&two, None)];
-        let now = Utc::now();
 
-        let aligned = stored_orders(&sent, vec![(7, now, vec![70]), (8, now, vec![80, 81])])
+        let aligned = stored_orders(&sent, vec![row(7, &[70]), row(8, &[80, 81])])
             .expect("one row per order, one id per item");
-        assert_eq!(aligned[1].id, OrderId::from_stored(8));
-        assert_eq!(aligned[1].items[1].id, 81);
+        let (order, event) = &aligned[1];
+        assert_eq!(order.id, OrderId::from_stored(8));
+        assert_eq!(order.items[1].id, 81);
+        assert_eq!(*event, EventPosition { tx: 5, id: 108 });
 
+        let mut not_a_transaction = row(8, &[80, 81]);
+        not_a_transaction.4 = "5-108".to_owned();
         let cases = [
-            vec![(7, now, vec![70])],
-            vec![(7, now, vec![70]), (8, now, vec![80])],
-            vec![
-                (7, now, vec![70]),
-                (8, now, vec![80, 81]),
-                (9, now, vec![90]),
-            ],
+            vec![row(7, &[70])],
+            vec![row(7, &[70]), row(8, &[80])],
+            vec![row(7, &[70]), row(8, &[80, 81]), row(9, &[90])],
+            vec![row(7, &[70]), not_a_transaction],
         ];
         for rows in cases {
             let shown = format!("{rows:?}");

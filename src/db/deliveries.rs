@@ -7,11 +7,14 @@
 
 use std::time::Duration;
 
-use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamptz};
-use diesel::QueryableByName;
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz};
+use diesel::{QueryResult, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::events::{into_events, EventRow};
+use super::outbox::micros;
 use super::StoreError;
 use crate::domain::{DeliveryReport, DeliveryState, Event};
 
@@ -38,10 +41,6 @@ struct ClaimedRow {
 struct Millis {
     #[diesel(sql_type = Nullable<BigInt>)]
     value: Option<i64>,
-}
-
-fn micros(duration: Duration) -> i64 {
-    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// Claims up to `limit` due deliveries, oldest due first, for `lease`: until then no dispatcher
@@ -94,22 +93,51 @@ pub async fn claim_deliveries(
         .collect()
 }
 
-/// Marks a delivery delivered.
+/// Marks deliveries, each an event id and a URL, delivered.
 pub async fn record_delivered(
     conn: &mut AsyncPgConnection,
-    event_id: i64,
-    url: &str,
+    delivered: &[(i64, &str)],
 ) -> Result<(), StoreError> {
-    diesel::sql_query(
-        "UPDATE webhook_deliveries \
-         SET state = 'delivered', delivered_at = now(), last_error = NULL \
-         WHERE event_id = $1 AND url = $2 AND state = 'pending'",
-    )
-    .bind::<BigInt, _>(event_id)
-    .bind::<Text, _>(url)
-    .execute(conn)
-    .await?;
+    if delivered.is_empty() {
+        return Ok(());
+    }
+    let (event_ids, urls) = delivered.iter().copied().unzip();
+    MarkDelivered { event_ids, urls }.execute(conn).await?;
     Ok(())
+}
+
+/// The statement that marks deliveries delivered, all those a dispatcher has seen answered
+/// since it last recorded in one: it runs for nearly every delivery, so unlike
+/// `diesel::sql_query` it is prepared once per connection, and its text is the same for any
+/// number of deliveries.
+struct MarkDelivered<'a> {
+    event_ids: Vec<i64>,
+    urls: Vec<&'a str>,
+}
+
+impl QueryFragment<Pg> for MarkDelivered<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "UPDATE webhook_deliveries AS d \
+             SET state = 'delivered', delivered_at = now(), last_error = NULL \
+             FROM unnest(",
+        );
+        out.push_bind_param::<Array<BigInt>, _>(&self.event_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.urls)?;
+        out.push_sql(
+            ") AS delivered (event_id, url) \
+             WHERE d.event_id = delivered.event_id AND d.url = delivered.url \
+               AND d.state = 'pending'",
+        );
+        Ok(())
+    }
+}
+
+/// Not a static id: diesel then caches the prepared statement by its text.
+impl QueryId for MarkDelivered<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
 }
 
 /// Records why attempt `attempt` failed, and schedules the next one after `retry_in`, or marks

@@ -21,7 +21,7 @@ use super::outbox::EVENTS_CHANNEL;
 use super::queries::orders_by_id;
 use super::{ConnectOptions, StoreError};
 use crate::domain::{
-    Event, EventData, EventPosition, EventType, EventsRequest, OrderId, OrderStatus,
+    Event, EventData, EventPosition, EventType, EventsRequest, Order, OrderId, OrderStatus,
 };
 
 /// How long the listener waits before connecting again after losing its connection.
@@ -161,48 +161,62 @@ pub(super) async fn into_events(
         .filter(|row| row.data.is_none())
         .map(|row| OrderId::from_stored(row.order_id))
         .collect();
-    let mut as_created: HashMap<i64, Box<RawValue>> = HashMap::with_capacity(created.len());
-    for mut order in orders_by_id(conn, &created).await? {
-        order.status = OrderStatus::Pending;
-        order.updated_at = order.created_at;
-        let json = serde_json::value::to_raw_value(&order).map_err(|e| {
-            StoreError::Impossible(format!("order {} as JSON: {e}", order.id.get()))
-        })?;
-        as_created.insert(order.id.get(), json);
-    }
+    let as_created: HashMap<i64, Order> = orders_by_id(conn, &created)
+        .await?
+        .into_iter()
+        .map(|mut order| {
+            order.status = OrderStatus::Pending;
+            order.updated_at = order.created_at;
+            (order.id.get(), order)
+        })
+        .collect();
     rows.into_iter()
-        .map(|row| {
-            let order = match &row.data {
-                Some(data) => RawValue::from_string(data.clone())
-                    .map_err(|e| StoreError::Impossible(format!("event {}: data: {e}", row.id)))?,
-                None => as_created.get(&row.order_id).cloned().ok_or_else(|| {
+        .map(|row| match row.data {
+            Some(_) => row.into_event(),
+            None => {
+                let order = as_created.get(&row.order_id).ok_or_else(|| {
                     StoreError::Impossible(format!(
                         "event {}: order {} is gone",
                         row.id, row.order_id
                     ))
-                })?,
-            };
-            row.into_event(order)
+                })?;
+                Event::created(row.position()?, order).map_err(|e| {
+                    StoreError::Impossible(format!("event {}: order as JSON: {e}", row.id))
+                })
+            }
         })
         .collect()
 }
 
 impl EventRow {
-    fn into_event(self, order: Box<RawValue>) -> Result<Event, StoreError> {
-        let impossible =
-            |what: String| StoreError::Impossible(format!("event {}: {what}", self.id));
+    fn impossible(&self, what: String) -> StoreError {
+        StoreError::Impossible(format!("event {}: {what}", self.id))
+    }
+
+    fn position(&self) -> Result<EventPosition, StoreError> {
         let tx = self
             .tx
             .parse()
-            .map_err(|_| impossible(format!("transaction id {:?}", self.tx)))?;
-        let kind = EventType::parse(&self.kind).map_err(impossible)?;
+            .map_err(|_| self.impossible(format!("transaction id {:?}", self.tx)))?;
+        Ok(EventPosition { tx, id: self.id })
+    }
+
+    /// A row that holds its order's JSON (`data`).
+    fn into_event(self) -> Result<Event, StoreError> {
+        let cursor = self.position()?;
+        let kind = EventType::parse(&self.kind).map_err(|e| self.impossible(e))?;
         let from = self.from_status.as_deref().map(parse_status).transpose()?;
         let to = self.to_status.as_deref().map(parse_status).transpose()?;
+        let data = self.data.ok_or_else(|| {
+            StoreError::Impossible(format!("event {}: no copy of its order", self.id))
+        })?;
+        let order = RawValue::from_string(data)
+            .map_err(|e| StoreError::Impossible(format!("event {}: data: {e}", self.id)))?;
         Ok(Event {
             id: self.id,
             kind,
             timestamp: self.occurred_at,
-            cursor: EventPosition { tx, id: self.id },
+            cursor,
             data: EventData { order, from, to },
         })
     }

@@ -24,7 +24,7 @@ pub use deliveries::{
 pub use error::StoreError;
 pub use events::{events_page, listen_for_events, purge_events, EventPage};
 pub use migrations::{run_migrations, MigrationError};
-pub use outbox::Outbox;
+pub use outbox::{Handoff, Handoffs, Outbox};
 pub use pool::{Pool, PoolSettings, PooledConnection};
 #[cfg(feature = "explain")]
 pub use queries::explain_orders_page;

@@ -10,45 +10,129 @@
 //! answered together by the next.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use diesel::sql_types::{Array, BigInt, Text};
+use diesel::sql_types::{Array, BigInt, Text, Timestamptz};
+use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tokio::sync::mpsc;
 
 use super::{Pool, StoreError};
-use crate::domain::NewEvent;
+use crate::domain::{Event, EventPosition, NewEvent};
 
 /// The channel the listeners LISTEN on.
 pub(super) const EVENTS_CHANNEL: &str = "order_events";
+/// Handoffs waiting for the dispatcher, at most; more are dropped, and their deliveries go out
+/// when their leases run out, by the dispatchers' claims.
+const HANDOFFS_QUEUED: usize = 1024;
 
 /// Where committed changes' events go besides their table. Cheap to clone: every executor holds
 /// one.
 #[derive(Clone)]
 pub struct Outbox {
-    /// Every event gets a delivery row per URL, written with it.
-    webhook_urls: Arc<[String]>,
+    webhooks: Option<Webhooks>,
     /// Room for one request: a full channel means a wake-up is due already.
     wake: mpsc::Sender<()>,
 }
 
+/// Every event gets a delivery row per URL, written with it and leased to this instance: the
+/// event is handed to this instance's dispatcher as its transaction commits, so the first
+/// attempt needs neither a claim nor a read of the event. Only retries, and first attempts
+/// whose instance could not make them, are claimed from the table.
+#[derive(Clone)]
+struct Webhooks {
+    urls: Arc<[String]>,
+    lease: Duration,
+    dispatcher: mpsc::Sender<Handoff>,
+}
+
+/// Events that have just committed, for the dispatcher of the instance that wrote them.
+pub struct Handoff {
+    pub events: Vec<Event>,
+    /// Their deliveries are leased from about this moment (the lease is taken when they are
+    /// written, so a little before).
+    pub committed_at: Instant,
+}
+
+/// The dispatcher's end of the handoffs.
+pub type Handoffs = mpsc::Receiver<Handoff>;
+
+/// What the rows an event is written with must say about its deliveries.
+pub(super) struct DeliveryRows<'a> {
+    pub urls: &'a [String],
+    /// How long after the write the first attempt belongs to the writer.
+    pub lease_micros: i64,
+}
+
 impl Outbox {
     /// Starts the task that sends the wake-ups, on the current runtime; it ends when the last
-    /// clone of the outbox is dropped.
-    pub fn start(pool: Pool, webhook_urls: Arc<[String]>) -> Self {
+    /// clone of the outbox is dropped. With webhook URLs, deliveries are leased for `lease`
+    /// when written, and the handoffs are returned for the dispatcher, which must take the
+    /// first attempt of each within that time.
+    pub fn start(
+        pool: Pool,
+        webhook_urls: Arc<[String]>,
+        lease: Duration,
+    ) -> (Self, Option<Handoffs>) {
         let (wake, wanted) = mpsc::channel(1);
         tokio::spawn(wake_listeners(pool, wanted));
-        Self { webhook_urls, wake }
+        let (webhooks, handoffs) = if webhook_urls.is_empty() {
+            (None, None)
+        } else {
+            let (dispatcher, handoffs) = mpsc::channel(HANDOFFS_QUEUED);
+            let webhooks = Webhooks {
+                urls: webhook_urls,
+                lease,
+                dispatcher,
+            };
+            (Some(webhooks), Some(handoffs))
+        };
+        (Self { webhooks, wake }, handoffs)
     }
 
-    pub(super) fn webhook_urls(&self) -> &[String] {
-        &self.webhook_urls
+    pub(super) fn delivery_rows(&self) -> DeliveryRows<'_> {
+        match &self.webhooks {
+            Some(webhooks) => DeliveryRows {
+                urls: &webhooks.urls,
+                lease_micros: micros(webhooks.lease),
+            },
+            None => DeliveryRows {
+                urls: &[],
+                lease_micros: 0,
+            },
+        }
     }
 
-    /// To call after a transaction that wrote events has committed.
-    pub(super) fn committed(&self) {
+    /// To call after a transaction that wrote events has committed. `events` makes them as
+    /// committed; it is called only when there is a dispatcher to hand them to.
+    pub(super) fn committed(&self, events: impl FnOnce() -> Result<Vec<Event>, serde_json::Error>) {
         // Full: a wake-up not yet sent covers this commit too. Closed: the runtime is ending.
         let _ = self.wake.try_send(());
+        let Some(webhooks) = &self.webhooks else {
+            return;
+        };
+        let events = match events() {
+            Ok(events) => events,
+            // Not expected: the orders were just written as JSON for the answer. The
+            // deliveries go out when their leases run out.
+            Err(e) => {
+                log::error!("webhooks: cannot hand over committed events: {e}");
+                return;
+            }
+        };
+        let handoff = Handoff {
+            events,
+            committed_at: Instant::now(),
+        };
+        if webhooks.dispatcher.try_send(handoff).is_err() {
+            log::debug!("webhooks: the dispatcher is behind; deliveries wait for their leases");
+        }
     }
+}
+
+/// A duration in whole microseconds, as the SQL here takes them.
+pub(super) fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
 async fn wake_listeners(pool: Pool, mut wanted: mpsc::Receiver<()>) {
@@ -75,28 +159,47 @@ async fn notify(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Writes a status change's event in the caller's transaction, with one delivery row per
-/// webhook URL. (Creates write theirs within the batch insert statement, `db::create`.)
+#[derive(QueryableByName)]
+struct Written {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    tx: String,
+    #[diesel(sql_type = Timestamptz)]
+    occurred_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Writes a status change's event in the caller's transaction, with its delivery rows, and
+/// answers where and when it was written. (Creates write theirs within the batch insert
+/// statement, `db::create`.)
 pub(super) async fn record_status_changed(
     conn: &mut AsyncPgConnection,
     event: &NewEvent,
-    webhook_urls: &[String],
-) -> Result<(), StoreError> {
-    diesel::sql_query(
+    deliveries: &DeliveryRows<'_>,
+) -> Result<(EventPosition, chrono::DateTime<chrono::Utc>), StoreError> {
+    let written: Written = diesel::sql_query(
         "WITH written AS ( \
              INSERT INTO order_events (order_id, type, from_status, to_status, data) \
              VALUES ($1, 'order.status_changed', $2, $3, $4::json) \
-             RETURNING id \
+             RETURNING id, tx_id, occurred_at \
+         ), deliveries AS ( \
+             INSERT INTO webhook_deliveries (event_id, url, attempts, next_attempt_at) \
+             SELECT written.id, urls.url, 1, now() + $6::float8 * interval '1 microsecond' \
+             FROM written CROSS JOIN unnest($5::text[]) AS urls (url) \
          ) \
-         INSERT INTO webhook_deliveries (event_id, url) \
-         SELECT written.id, urls.url FROM written CROSS JOIN unnest($5::text[]) AS urls (url)",
+         SELECT id, tx_id::text AS tx, occurred_at FROM written",
     )
     .bind::<BigInt, _>(event.order_id.get())
     .bind::<Text, _>(event.from.as_str())
     .bind::<Text, _>(event.to.as_str())
     .bind::<Text, _>(&event.order_json)
-    .bind::<Array<Text>, _>(webhook_urls)
-    .execute(conn)
+    .bind::<Array<Text>, _>(deliveries.urls)
+    .bind::<BigInt, _>(deliveries.lease_micros)
+    .get_result(conn)
     .await?;
-    Ok(())
+    let tx = written
+        .tx
+        .parse()
+        .map_err(|_| StoreError::Impossible(format!("transaction id {:?}", written.tx)))?;
+    Ok((EventPosition { tx, id: written.id }, written.occurred_at))
 }

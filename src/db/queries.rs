@@ -14,8 +14,8 @@ use super::outbox::{record_status_changed, Outbox};
 use super::schema::{idempotency_keys, order_items, order_status_history, orders};
 use super::StoreError;
 use crate::domain::{
-    Cursor, NewEvent, Order, OrderId, OrderStatus, OrderVersion, PageRequest, Precondition,
-    StatusChange, Transition, VersionMismatch,
+    Cursor, EventPosition, NewEvent, Order, OrderId, OrderStatus, OrderVersion, PageRequest,
+    Precondition, StatusChange, Transition, VersionMismatch,
 };
 use crate::metrics;
 
@@ -249,18 +249,21 @@ pub async fn change_status(
     precondition: Option<&Precondition>,
     outbox: &Outbox,
 ) -> Result<Order, StoreError> {
-    let (order, transition) = conn
+    let (order, moved) = conn
         .transaction::<_, StoreError, _>(async |conn| {
-            change_in_transaction(conn, id, to, precondition, outbox.webhook_urls()).await
+            change_in_transaction(conn, id, to, precondition, outbox).await
         })
         .await?;
     // Once committed: a rolled-back change did not happen.
-    if let Transition::Move { from, to } = transition {
-        metrics::status_changed(from, to);
-        outbox.committed();
+    if let Some((event, position, at)) = moved {
+        metrics::status_changed(event.from, event.to);
+        outbox.committed(|| Ok(vec![event.committed(position, at)?]));
     }
     Ok(order)
 }
+
+/// A move's event, where and when it was written.
+type Moved = (NewEvent, EventPosition, chrono::DateTime<chrono::Utc>);
 
 /// Under the order's row lock, so that the version the precondition checks and the status
 /// the state machine checks are the ones the change replaces. A move writes its history row
@@ -270,8 +273,8 @@ async fn change_in_transaction(
     id: OrderId,
     to: OrderStatus,
     precondition: Option<&Precondition>,
-    webhook_urls: &[String],
-) -> Result<(Order, Transition), StoreError> {
+    outbox: &Outbox,
+) -> Result<(Order, Option<Moved>), StoreError> {
     let (current, updated_at): (String, chrono::DateTime<chrono::Utc>) = orders::table
         .find(id.get())
         .select((orders::status, orders::updated_at))
@@ -294,11 +297,12 @@ async fn change_in_transaction(
         record_status(conn, id.get(), Some(from), to).await?;
     }
     let order = find_order(conn, id).await?.ok_or(StoreError::NotFound)?;
-    if let Transition::Move { from, to } = transition {
-        let event = NewEvent::status_changed(&order, from, to).map_err(|e| {
-            StoreError::Impossible(format!("an order that cannot be written as JSON: {e}"))
-        })?;
-        record_status_changed(conn, &event, webhook_urls).await?;
-    }
-    Ok((order, transition))
+    let Transition::Move { from, to } = transition else {
+        return Ok((order, None));
+    };
+    let event = NewEvent::status_changed(&order, from, to).map_err(|e| {
+        StoreError::Impossible(format!("an order that cannot be written as JSON: {e}"))
+    })?;
+    let (position, at) = record_status_changed(conn, &event, &outbox.delivery_rows()).await?;
+    Ok((order, Some((event, position, at))))
 }

@@ -148,6 +148,25 @@ impl NewEvent {
             order_json: serde_json::to_string(order)?,
         })
     }
+
+    /// The event as it was committed at `cursor`, at `timestamp`.
+    pub fn committed(
+        self,
+        cursor: EventPosition,
+        timestamp: DateTime<Utc>,
+    ) -> Result<Event, serde_json::Error> {
+        Ok(Event {
+            id: cursor.id,
+            kind: EventType::OrderStatusChanged,
+            timestamp,
+            cursor,
+            data: EventData {
+                order: RawValue::from_string(self.order_json)?,
+                from: Some(self.from),
+                to: Some(self.to),
+            },
+        })
+    }
 }
 
 /// A committed event, as the feed, the stream and webhooks show it: the envelope of the
@@ -164,6 +183,24 @@ pub struct Event {
     #[schema(value_type = String, example = "7342-1051")]
     pub cursor: EventPosition,
     pub data: EventData,
+}
+
+impl Event {
+    /// The `order.created` event of `order`, committed at `cursor`: the order as the create
+    /// answered it, `pending` and last changed when created.
+    pub fn created(cursor: EventPosition, order: &Order) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            id: cursor.id,
+            kind: EventType::OrderCreated,
+            timestamp: order.created_at,
+            cursor,
+            data: EventData {
+                order: serde_json::value::to_raw_value(order)?,
+                from: None,
+                to: None,
+            },
+        })
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

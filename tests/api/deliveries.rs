@@ -81,7 +81,7 @@ async fn a_claim_is_exclusive_until_its_lease_runs_out() {
         [(event, 2)],
         "the lease ran out (its instance died): claimed again, as another attempt"
     );
-    record_delivered(&mut other, event, URL).await.unwrap();
+    record_delivered(&mut other, &[(event, URL)]).await.unwrap();
     assert_eq!(state(&app).await, ("delivered".into(), 2));
     assert_eq!(next_delivery_due_in(&mut other).await.unwrap(), None);
 }
@@ -135,23 +135,61 @@ async fn a_failed_attempt_is_retried_and_a_stale_outcome_changes_nothing() {
     );
 }
 
-#[actix_web::test]
-async fn an_events_deliveries_show_where_each_url_stands() {
-    // A port nothing listens on: every attempt fails at once, and the delivery stays pending.
+/// An app whose one webhook URL is a port nothing listens on: every attempt fails at once.
+async fn spawn_app_with_a_dead_hook() -> TestApp {
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let url = format!("http://{dead}/hooks");
-    let hooked = url.clone();
-    let app = spawn_app_with(move |c| {
-        c.webhook_urls = vec![hooked];
+    spawn_app_with(move |c| {
+        c.webhook_urls = vec![format!("http://{dead}/hooks")];
         c.webhook_secret = Some(
             order_service::domain::WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
                 .unwrap(),
         );
     })
-    .await;
+    .await
+}
+
+#[actix_web::test]
+async fn the_instance_that_writes_an_event_makes_its_first_attempt_without_a_claim() {
+    let app = spawn_app_with_a_dead_hook().await;
+    let mut other = app.db.connect().await;
+
+    let order = app.created(&seed_order()).await;
+    assert_eq!(
+        claim(&mut other, LONG).await,
+        [],
+        "written leased to the instance that wrote it"
+    );
+    assert_eq!(
+        app.set_status(&order["id"], "processing").await.status(),
+        200
+    );
+    assert_eq!(claim(&mut other, LONG).await, [], "the move's event too");
+
+    // Both first attempts fail (nothing listens), each recorded as attempt 1: made from the
+    // instance's memory, not claimed (a claim would have made it attempt 2).
+    let failed_once = "SELECT count(*) AS count FROM webhook_deliveries \
+                       WHERE attempts = 1 AND last_error IS NOT NULL AND state = 'pending'";
+    for _ in 0..100 {
+        if app.db.count(failed_once).await == 2 {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.db.count(failed_once).await, 2);
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) AS count FROM webhook_deliveries WHERE attempts <> 1")
+            .await,
+        0
+    );
+}
+
+#[actix_web::test]
+async fn an_events_deliveries_show_where_each_url_stands() {
+    let app = spawn_app_with_a_dead_hook().await;
     app.created(&seed_order()).await;
 
     let response = app.get("/api/v1/events/1/deliveries").await;
@@ -160,7 +198,10 @@ async fn an_events_deliveries_show_where_each_url_stands() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["event_id"], 1);
     let delivery = &body["deliveries"][0];
-    assert_eq!(delivery["url"], url.as_str());
+    assert!(
+        delivery["url"].as_str().unwrap().ends_with("/hooks"),
+        "{body}"
+    );
     assert_eq!(delivery["state"], "pending", "{body}");
     assert!(delivery["next_attempt_at"].is_string(), "{body}");
     assert_eq!(body["deliveries"].as_array().unwrap().len(), 1);
@@ -202,7 +243,7 @@ async fn the_backlog_age_is_the_age_of_the_oldest_pending_delivery_and_none_with
         "{age:?}"
     );
 
-    record_delivered(&mut conn, event, URL).await.unwrap();
+    record_delivered(&mut conn, &[(event, URL)]).await.unwrap();
     assert_eq!(oldest_pending_delivery_age(&mut conn).await.unwrap(), None);
 }
 
