@@ -321,8 +321,8 @@ async fn stall_after(app: &TestApp, partial: &str) -> String {
 async fn a_client_that_stalls_in_the_head_or_the_body_is_cut_off() {
     // Short only so that the test is quick; what it checks is who ends the exchange: a 408 and
     // then the end of the stream are the server's doing, never the client's bound. Not shorter:
-    // at 500 ms, a worker starved by the rest of the suite once polled actix's head timer before
-    // reading a head that had arrived in time, and the body stall got actix's bare 408.
+    // at 500 ms, in one run of the whole suite, the body stall got actix's bare 408, most likely
+    // because a worker starved that long polled actix's head timer before reading the head.
     let app = spawn_app_with(|c| c.request_timeout = Duration::from_secs(2)).await;
 
     let answer = stall_after(&app, "POST /api/v1/orders HTTP/1.1\r\nHost: te").await;
