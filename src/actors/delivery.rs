@@ -1,6 +1,11 @@
 //! The webhook dispatcher: one per instance, beside the executors and independent of them. It
-//! claims due deliveries, POSTs each event signed to its URL, and records the outcome: delivered
-//! on 2xx, else retried on the schedule and finally failed.
+//! POSTs each event signed to each URL, and records the outcome: delivered on 2xx, else retried
+//! on the schedule and finally failed.
+//!
+//! First attempts come from memory: the executors hand over the events they commit, whose
+//! delivery rows were written leased to this instance (`db::Outbox`). Everything else (retries,
+//! first attempts another instance could not make, handoffs that came too late) is claimed from
+//! the table once due.
 //!
 //! It has a database connection of its own and never sends to the executors, so a slow or
 //! dead receiver cannot take a pooled connection or a mailbox slot from the API; at most

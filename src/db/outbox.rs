@@ -1,6 +1,7 @@
 //! The outbox's writing side: events go in the transaction of their change, with a delivery
 //! row per webhook URL, and once that transaction has committed the listeners of every instance
-//! (`events::listen_for_events`) are told.
+//! (`events::listen_for_events`) are told, and the events are handed to this instance's webhook
+//! dispatcher.
 //!
 //! The wake-up is not sent from the writing transaction. PostgreSQL makes the commits of
 //! notifying transactions wait for one another: `NOTIFY` takes a database-wide lock that is held
