@@ -200,7 +200,10 @@ fn items_of(ids: &[i64]) -> order_items::BoxedQuery<'_, Pg, SqlTypeOf<AsSelect<I
 }
 
 /// Each order of `rows` with its items among `items`.
-fn with_items(rows: Vec<OrderRow>, items: Vec<ItemRow>) -> Result<Vec<Order>, StoreError> {
+pub(super) fn with_items(
+    rows: Vec<OrderRow>,
+    items: Vec<ItemRow>,
+) -> Result<Vec<Order>, StoreError> {
     let mut items_by_order = group_items(items);
     rows.into_iter()
         .map(|row| {
