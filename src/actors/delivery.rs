@@ -36,10 +36,11 @@ const RECORD_WITHIN: Duration = Duration::from_millis(20);
 /// A claim outlasts the request's timeout by this much, which covers recording the outcome;
 /// only a claim whose instance stopped or lost the database runs out.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
-/// A handed-over event is sent only this soon after its commit, so that its lease, taken when
-/// it was written, outlasts the attempt; later ones are left for the claims once their leases
-/// run out. (Less than `LEASE_MARGIN`, by the time a transaction may take to commit.)
-const HANDOFF_USABLE_FOR: Duration = Duration::from_secs(2);
+/// A handed-over event is sent only if this little of its lease has gone (the lease runs from
+/// its transaction's start), so that the lease outlasts the attempt and the recording of its
+/// outcome; later ones are left for the claims once their leases run out. Less than
+/// `LEASE_MARGIN` by the time recording may take.
+const HANDOFF_USABLE_FOR: Duration = Duration::from_secs(3);
 /// Looks for due deliveries at least this often: retries fall due, and leases run out, without
 /// anything telling this instance.
 const IDLE_LOOK: Duration = Duration::from_secs(1);
@@ -238,7 +239,7 @@ impl Dispatcher {
 
     /// Queues a handoff's events, one attempt per URL.
     fn hand(&mut self, handoff: Handoff) {
-        let start_by = handoff.committed_at + HANDOFF_USABLE_FOR;
+        let start_by = handoff.leased_from + HANDOFF_USABLE_FOR;
         for event in handoff.events {
             let Some(body) = body_of(&event) else {
                 continue;

@@ -8,6 +8,7 @@
 //! size is one round trip that writes orders, items, history and idempotency keys together.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, Utc};
@@ -45,6 +46,7 @@ pub async fn insert_orders(
     requests: &[CreateRequest],
     outbox: &Outbox,
 ) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
+    let began = Instant::now();
     let (outcomes, events) = conn
         .transaction::<_, StoreError, _>(async |conn| {
             create_in_transaction(conn, requests, &outbox.delivery_rows()).await
@@ -55,7 +57,7 @@ pub async fn insert_orders(
             Ok(Created::New(order)) => Some(order),
             _ => None,
         });
-        outbox.committed(|| {
+        outbox.committed(began, || {
             created
                 .zip(events)
                 .map(|(order, event)| Event::created(event, order))

@@ -50,9 +50,9 @@ struct Webhooks {
 /// Events that have just committed, for the dispatcher of the instance that wrote them.
 pub struct Handoff {
     pub events: Vec<Event>,
-    /// Their deliveries are leased from about this moment (the lease is taken when they are
-    /// written, so a little before).
-    pub committed_at: Instant,
+    /// When the transaction that wrote them began, or a little before: their deliveries'
+    /// leases run from the transaction's `now()`, so from no earlier than this.
+    pub leased_from: Instant,
 }
 
 /// The dispatcher's end of the handoffs.
@@ -104,9 +104,14 @@ impl Outbox {
         }
     }
 
-    /// To call after a transaction that wrote events has committed. `events` makes them as
-    /// committed; it is called only when there is a dispatcher to hand them to.
-    pub(super) fn committed(&self, events: impl FnOnce() -> Result<Vec<Event>, serde_json::Error>) {
+    /// To call after a transaction that wrote events has committed; `began` is an instant
+    /// taken before it began. `events` makes the events as committed; it is called only when
+    /// there is a dispatcher to hand them to.
+    pub(super) fn committed(
+        &self,
+        began: Instant,
+        events: impl FnOnce() -> Result<Vec<Event>, serde_json::Error>,
+    ) {
         // Full: a wake-up not yet sent covers this commit too. Closed: the runtime is ending.
         let _ = self.wake.try_send(());
         let Some(webhooks) = &self.webhooks else {
@@ -123,7 +128,7 @@ impl Outbox {
         };
         let handoff = Handoff {
             events,
-            committed_at: Instant::now(),
+            leased_from: began,
         };
         if webhooks.dispatcher.try_send(handoff).is_err() {
             log::debug!("webhooks: the dispatcher is behind; deliveries wait for their leases");

@@ -2,6 +2,7 @@
 //! where connections come from.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use diesel::dsl::{exists, sql, AsSelect, SqlTypeOf};
 use diesel::pg::Pg;
@@ -252,6 +253,7 @@ pub async fn change_status(
     precondition: Option<&Precondition>,
     outbox: &Outbox,
 ) -> Result<Order, StoreError> {
+    let began = Instant::now();
     let (order, moved) = conn
         .transaction::<_, StoreError, _>(async |conn| {
             change_in_transaction(conn, id, to, precondition, outbox).await
@@ -260,7 +262,7 @@ pub async fn change_status(
     // Once committed: a rolled-back change did not happen.
     if let Some((event, position, at)) = moved {
         metrics::status_changed(event.from, event.to);
-        outbox.committed(|| Ok(vec![event.committed(position, at)?]));
+        outbox.committed(began, || Ok(vec![event.committed(position, at)?]));
     }
     Ok(order)
 }
