@@ -24,8 +24,10 @@ use crate::domain::{Event, EventPosition, NewEvent};
 /// The channel the listeners LISTEN on.
 pub(super) const EVENTS_CHANNEL: &str = "order_events";
 /// Handoffs waiting for the dispatcher, at most; more are dropped, and their deliveries go out
-/// when their leases run out, by the dispatchers' claims.
-const HANDOFFS_QUEUED: usize = 1024;
+/// when their leases run out, by the dispatchers' claims. A handoff is a commit's events, up to
+/// a batch of 100 orders' JSON, so this bounds what a stuck receiver can make the instance
+/// hold to a few MB; a dispatcher that keeps up holds a handful.
+const HANDOFFS_QUEUED: usize = 64;
 
 /// Where committed changes' events go besides their table. Cheap to clone: every executor holds
 /// one.
