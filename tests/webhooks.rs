@@ -105,10 +105,11 @@ async fn flaky_receiver_and_a_restart(
     let mut conn = connect(&url).await?;
     let outcome = drain(&mut conn).await?;
     let report = receiver.report(&outcome.event_ids);
+    let compared = receiver.compare_with_feed(http, &second.base).await?;
     println!(
-        "webhooks: flaky receiver and a restart: {}; first instance exited {stopped} with \
-         {pending_at_restart} deliveries pending, PostgreSQL crashed with {pending_at_crash} \
-         pending; {}",
+        "webhooks: flaky receiver and a restart: {}, {compared} bodies equal to the feed's \
+         events; first instance exited {stopped} with {pending_at_restart} deliveries pending, \
+         PostgreSQL crashed with {pending_at_crash} pending; {}",
         report.figures(&outcome),
         match second.exited() {
             None => "second instance still running".to_owned(),
@@ -157,8 +158,10 @@ async fn two_instances(cluster: &Cluster, http: &reqwest::Client) -> Result<(), 
     let mut conn = connect(&url).await?;
     let outcome = drain(&mut conn).await?;
     let report = receiver.report(&outcome.event_ids);
+    let compared = receiver.compare_with_feed(http, &a.base).await?;
     println!(
-        "webhooks: two instances, receiver always 200: {}",
+        "webhooks: two instances, receiver always 200: {}, {compared} bodies equal to the \
+         feed's events",
         report.figures(&outcome)
     );
     report.check(&outcome)?;
@@ -170,6 +173,36 @@ async fn two_instances(cluster: &Cluster, http: &reqwest::Client) -> Result<(), 
         ));
     }
     Ok(())
+}
+
+/// Every event of the feed, by id.
+async fn read_feed(http: &reqwest::Client, base: &str) -> Result<HashMap<i64, Value>, String> {
+    let mut events = HashMap::new();
+    let mut after = "0-0".to_owned();
+    loop {
+        let page: Value = http
+            .get(format!("{base}/api/v1/events?limit=100&after={after}"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let list = page["events"]
+            .as_array()
+            .ok_or_else(|| format!("not a feed page: {page}"))?;
+        if list.is_empty() {
+            return Ok(events);
+        }
+        for event in list {
+            let id = event["id"].as_i64().ok_or("an event without an id")?;
+            events.insert(id, event.clone());
+        }
+        after = page["next_cursor"]
+            .as_str()
+            .ok_or("a feed page without a cursor")?
+            .to_owned();
+    }
 }
 
 fn server_env(receiver: &Receiver) -> Vec<(&'static str, String)> {
@@ -309,6 +342,8 @@ struct Log {
     /// Per event id, each validly signed request: when it came, and whether it was answered
     /// 2xx in time (the server then knows it was delivered).
     receipts: HashMap<i64, Vec<(Instant, bool)>>,
+    /// Per event id, each validly signed request's body.
+    bodies: HashMap<i64, Vec<Value>>,
 }
 
 impl Receiver {
@@ -336,6 +371,29 @@ impl Receiver {
             base: format!("http://127.0.0.1:{port}"),
             state,
         })
+    }
+
+    /// Checks that every body received is the event as the feed shows it, whether the attempt
+    /// was made from the writing instance's memory or claimed and read back; answers how many
+    /// bodies were compared.
+    async fn compare_with_feed(&self, http: &reqwest::Client, base: &str) -> Result<usize, String> {
+        let feed = read_feed(http, base).await?;
+        let log = self.state.log.lock().expect("receiver log");
+        let mut compared = 0;
+        for (id, bodies) in &log.bodies {
+            let shown = feed
+                .get(id)
+                .ok_or_else(|| format!("event {id} was delivered but is not in the feed"))?;
+            for body in bodies {
+                if body != shown {
+                    return Err(format!(
+                        "event {id} was delivered as {body}, the feed shows {shown}"
+                    ));
+                }
+                compared += 1;
+            }
+        }
+        Ok(compared)
     }
 
     fn report(&self, event_ids: &[i64]) -> Report {
@@ -444,11 +502,14 @@ async fn receive(
         let mut log = state.log.lock().expect("receiver log");
         log.requests += 1;
         match verified {
-            Some(id) => log
-                .receipts
-                .entry(id)
-                .or_default()
-                .push((arrived, answer == 200 && !hold)),
+            Some(id) => {
+                log.receipts
+                    .entry(id)
+                    .or_default()
+                    .push((arrived, answer == 200 && !hold));
+                let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                log.bodies.entry(id).or_default().push(body);
+            }
             None => log.invalid += 1,
         }
     }
