@@ -135,14 +135,16 @@ async fn a_failed_attempt_is_retried_and_a_stale_outcome_changes_nothing() {
     );
 }
 
-/// An app whose one webhook URL is a port nothing listens on: every attempt fails at once.
-async fn spawn_app_with_a_dead_hook() -> TestApp {
+/// An app with `count` webhook URLs on a port nothing listens on: every attempt fails at once.
+async fn spawn_app_with_dead_hooks(count: usize) -> TestApp {
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
     spawn_app_with(move |c| {
-        c.webhook_urls = vec![format!("http://{dead}/hooks")];
+        c.webhook_urls = (1..=count)
+            .map(|n| format!("http://{dead}/hooks/{n}"))
+            .collect();
         c.webhook_secret = Some(
             order_service::domain::WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
                 .unwrap(),
@@ -152,8 +154,8 @@ async fn spawn_app_with_a_dead_hook() -> TestApp {
 }
 
 #[actix_web::test]
-async fn the_instance_that_writes_an_event_makes_its_first_attempt_without_a_claim() {
-    let app = spawn_app_with_a_dead_hook().await;
+async fn the_instance_that_writes_an_event_makes_its_first_attempts_without_a_claim() {
+    let app = spawn_app_with_dead_hooks(2).await;
     let mut other = app.db.connect().await;
 
     let order = app.created(&seed_order()).await;
@@ -168,17 +170,18 @@ async fn the_instance_that_writes_an_event_makes_its_first_attempt_without_a_cla
     );
     assert_eq!(claim(&mut other, LONG).await, [], "the move's event too");
 
-    // Both first attempts fail (nothing listens), each recorded as attempt 1: made from the
-    // instance's memory, not claimed (a claim would have made it attempt 2).
+    // Two events, two URLs: all four first attempts fail (nothing listens), each recorded as
+    // attempt 1: made from the instance's memory, not claimed (a claim would have made it
+    // attempt 2).
     let failed_once = "SELECT count(*) AS count FROM webhook_deliveries \
                        WHERE attempts = 1 AND last_error IS NOT NULL AND state = 'pending'";
     for _ in 0..100 {
-        if app.db.count(failed_once).await == 2 {
+        if app.db.count(failed_once).await == 4 {
             break;
         }
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(app.db.count(failed_once).await, 2);
+    assert_eq!(app.db.count(failed_once).await, 4);
     assert_eq!(
         app.db
             .count("SELECT count(*) AS count FROM webhook_deliveries WHERE attempts <> 1")
@@ -189,7 +192,7 @@ async fn the_instance_that_writes_an_event_makes_its_first_attempt_without_a_cla
 
 #[actix_web::test]
 async fn an_events_deliveries_show_where_each_url_stands() {
-    let app = spawn_app_with_a_dead_hook().await;
+    let app = spawn_app_with_dead_hooks(1).await;
     app.created(&seed_order()).await;
 
     let response = app.get("/api/v1/events/1/deliveries").await;
@@ -199,7 +202,7 @@ async fn an_events_deliveries_show_where_each_url_stands() {
     assert_eq!(body["event_id"], 1);
     let delivery = &body["deliveries"][0];
     assert!(
-        delivery["url"].as_str().unwrap().ends_with("/hooks"),
+        delivery["url"].as_str().unwrap().ends_with("/hooks/1"),
         "{body}"
     );
     assert_eq!(delivery["state"], "pending", "{body}");
