@@ -10,16 +10,15 @@ use std::time::Duration;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz, Untyped};
-use diesel::{Expression, QueryResult, QueryableByName, SelectableHelper};
+use diesel::{QueryResult, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 use serde_json::value::RawValue;
 use tokio::sync::watch;
 
 use super::models::parse_status;
-use super::models::{ItemRow, OrderRow};
 use super::outbox::EVENTS_CHANNEL;
-use super::queries::{orders_by_id, with_items};
+use super::queries::orders_by_id;
 use super::{ConnectOptions, StoreError};
 use crate::domain::{
     Event, EventData, EventPosition, EventType, EventsRequest, Order, OrderId, OrderStatus,
@@ -73,16 +72,8 @@ pub async fn events_page(
     request: &EventsRequest,
     waiting: bool,
 ) -> Result<EventPage, StoreError> {
-    // The page, and the orders and items its `order.created` events show, in one round trip:
-    // the three statements are pipelined, the last two reading the page's window again.
-    let shared: &AsyncPgConnection = conn;
-    let rows = FeedPage::of(request).load::<EventRow>(&mut &*shared);
-    let orders = OfCreatedOrders::new(request, OrderRow::as_select(), "orders", "id")
-        .load::<OrderRow>(&mut &*shared);
-    let items = OfCreatedOrders::new(request, ItemRow::as_select(), "order_items", "order_id")
-        .load::<ItemRow>(&mut &*shared);
-    let (rows, orders, items) = futures_util::join!(rows, orders, items);
-    let events = into_events_with(conn, rows?, with_items(orders?, items?)?).await?;
+    let rows: Vec<EventRow> = FeedPage::of(request).load(conn).await?;
+    let events = into_events(conn, rows).await?;
     let held_back = waiting
         && events.is_empty()
         && events_behind_running_transactions(conn, request.after).await?;
@@ -111,12 +102,14 @@ impl<'a> FeedPage<'a> {
     }
 }
 
-impl FeedPage<'_> {
-    /// The page's query, selecting `columns` of `order_events`.
-    fn walk_window<'b>(&'b self, columns: &str, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("SELECT ");
-        out.push_sql(columns);
-        out.push_sql(" FROM order_events WHERE (tx_id, id) > (");
+impl QueryFragment<Pg> for FeedPage<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "SELECT id, tx_id::text AS tx, type AS kind, from_status, to_status, \
+                    data::text AS data, occurred_at, order_id \
+             FROM order_events \
+             WHERE (tx_id, id) > (",
+        );
         out.push_bind_param::<Text, _>(&self.after_tx)?;
         out.push_sql("::xid8, ");
         out.push_bind_param::<BigInt, _>(&self.after_id)?;
@@ -131,68 +124,12 @@ impl FeedPage<'_> {
     }
 }
 
-impl QueryFragment<Pg> for FeedPage<'_> {
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        self.walk_window(
-            "id, tx_id::text AS tx, type AS kind, from_status, to_status, data::text AS data, \
-             occurred_at, order_id",
-            out,
-        )
-    }
-}
-
 impl Query for FeedPage<'_> {
     type SqlType = Untyped;
 }
 
 /// Not a static id: diesel then caches the prepared statement by its text.
 impl QueryId for FeedPage<'_> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-/// Rows of `table` (orders, or their items) whose `key` is the order of an `order.created`
-/// event of a feed page, so that they can be read in the round trip that reads the page. A
-/// statement after the page's sees the same window, or one that goes further when the page
-/// was short: events become readable only once their transaction is older than every running
-/// one, so behind those already readable.
-struct OfCreatedOrders<'a, S> {
-    page: FeedPage<'a>,
-    columns: S,
-    table: &'static str,
-    key: &'static str,
-}
-
-impl<'a, S> OfCreatedOrders<'a, S> {
-    fn new(request: &'a EventsRequest, columns: S, table: &'static str, key: &'static str) -> Self {
-        Self {
-            page: FeedPage::of(request),
-            columns,
-            table,
-            key,
-        }
-    }
-}
-
-impl<S: QueryFragment<Pg>> QueryFragment<Pg> for OfCreatedOrders<'_, S> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("SELECT ");
-        self.columns.walk_ast(out.reborrow())?;
-        out.push_sql(&format!(
-            " FROM {} WHERE {} IN (SELECT order_id FROM (",
-            self.table, self.key
-        ));
-        self.page.walk_window("order_id, data", out.reborrow())?;
-        out.push_sql(") AS page WHERE data IS NULL)");
-        Ok(())
-    }
-}
-
-impl<S: Expression> Query for OfCreatedOrders<'_, S> {
-    type SqlType = S::SqlType;
-}
-
-impl<S> QueryId for OfCreatedOrders<'_, S> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
@@ -219,31 +156,20 @@ pub(super) async fn into_events(
     conn: &mut AsyncPgConnection,
     rows: Vec<EventRow>,
 ) -> Result<Vec<Event>, StoreError> {
-    into_events_with(conn, rows, Vec::new()).await
-}
-
-/// `into_events`, given some of the orders already; reads the others.
-async fn into_events_with(
-    conn: &mut AsyncPgConnection,
-    rows: Vec<EventRow>,
-    orders: Vec<Order>,
-) -> Result<Vec<Event>, StoreError> {
-    let mut as_created: HashMap<i64, Order> = orders
-        .into_iter()
-        .map(|order| (order.id.get(), order))
-        .collect();
-    let missing: Vec<OrderId> = rows
+    let created: Vec<OrderId> = rows
         .iter()
-        .filter(|row| row.data.is_none() && !as_created.contains_key(&row.order_id))
+        .filter(|row| row.data.is_none())
         .map(|row| OrderId::from_stored(row.order_id))
         .collect();
-    for order in orders_by_id(conn, &missing).await? {
-        as_created.insert(order.id.get(), order);
-    }
-    for order in as_created.values_mut() {
-        order.status = OrderStatus::Pending;
-        order.updated_at = order.created_at;
-    }
+    let as_created: HashMap<i64, Order> = orders_by_id(conn, &created)
+        .await?
+        .into_iter()
+        .map(|mut order| {
+            order.status = OrderStatus::Pending;
+            order.updated_at = order.created_at;
+            (order.id.get(), order)
+        })
+        .collect();
     rows.into_iter()
         .map(|row| match row.data {
             Some(_) => row.into_event(),

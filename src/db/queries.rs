@@ -201,10 +201,7 @@ fn items_of(ids: &[i64]) -> order_items::BoxedQuery<'_, Pg, SqlTypeOf<AsSelect<I
 }
 
 /// Each order of `rows` with its items among `items`.
-pub(super) fn with_items(
-    rows: Vec<OrderRow>,
-    items: Vec<ItemRow>,
-) -> Result<Vec<Order>, StoreError> {
+fn with_items(rows: Vec<OrderRow>, items: Vec<ItemRow>) -> Result<Vec<Order>, StoreError> {
     let mut items_by_order = group_items(items);
     rows.into_iter()
         .map(|row| {
