@@ -57,16 +57,12 @@ server_b="$(server_of "$B")"
 build_bins
 stress_bin="$(bin_path stress)"
 
-cluster_started=0
-if ! is_running "$DATA/postgres-bench"; then
-  BENCH_PG_PORT="$PG_PORT" scripts/db.sh bench-up
-  cluster_started=1
-fi
+cluster_started="$(bench_cluster_up "$PG_PORT")"
 server=""
 receiver=""
 cleanup() {
-  if [ -n "$server" ]; then kill -TERM "$server" 2>/dev/null && wait "$server" 2>/dev/null || true; fi
-  if [ -n "$receiver" ]; then kill -TERM "$receiver" 2>/dev/null && wait "$receiver" 2>/dev/null || true; fi
+  stop_child "$server"
+  stop_child "$receiver"
   if [ "$cluster_started" -eq 1 ]; then BENCH_PG_PORT="$PG_PORT" scripts/db.sh bench-down; fi
 }
 trap cleanup EXIT
@@ -101,7 +97,7 @@ run() {
   line="$("$stress_bin" --base-url "$BASE_URL" --mode create --concurrency "$CLIENTS" \
     --duration "${DURATION}s" --warmup 2s --no-verify | grep '^RESULT')"
   served="$(own_ticks "$server")"
-  kill -TERM "$server" && wait "$server" || true
+  stop_child "$server"
   server=""
   sleep 1
   orders="$("${PSQL[@]}" -d "$DB" -tAc 'SELECT count(*) FROM orders')"

@@ -33,18 +33,12 @@ PSQL=(psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1)
 command -v pgbench >/dev/null || die "pgbench not found. Install it with: sudo apt-get install postgresql-contrib (or postgresql)"
 
 build_bins
-cluster_started=0
-if ! is_running "$DATA/postgres-bench"; then
-  BENCH_PG_PORT="$PG_PORT" scripts/db.sh bench-up
-  cluster_started=1
-fi
+cluster_started="$(bench_cluster_up "$PG_PORT")"
 server=""
 receiver=""
 cleanup() {
-  if [ -n "$server" ]; then
-    kill -TERM "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
-  fi
-  if [ -n "$receiver" ]; then kill -TERM "$receiver" 2>/dev/null || true; fi
+  stop_child "$server"
+  stop_child "$receiver"
   if [ "$cluster_started" -eq 1 ]; then BENCH_PG_PORT="$PG_PORT" scripts/db.sh bench-down; fi
 }
 trap cleanup EXIT
@@ -58,7 +52,7 @@ start_server() {
   wait_until_ready "$BASE_URL" "$server" "$DATA/bench-server.log" 60
 }
 stop_server() {
-  kill -TERM "$server" && wait "$server" || true
+  stop_child "$server"
   server=""
 }
 start_server

@@ -138,3 +138,21 @@ wait_until_ready() {
     polls=$((polls + 1))
   done
 }
+
+# stop_child PID: SIGTERM to a child of this shell, and wait for it; nothing when PID is empty
+# or already gone.
+stop_child() {
+  [ -n "$1" ] || return 0
+  kill -TERM "$1" 2>/dev/null && wait "$1" 2>/dev/null || true
+}
+
+# bench_cluster_up PORT: starts the benchmark cluster (.data/postgres-bench) on PORT unless it
+# runs already; prints 1 when this call started it (so the caller stops it), else 0.
+bench_cluster_up() {
+  if is_running "$DATA/postgres-bench"; then
+    echo 0
+  else
+    BENCH_PG_PORT="$1" "$ROOT/scripts/db.sh" bench-up >&2
+    echo 1
+  fi
+}

@@ -66,7 +66,6 @@ impl Application {
             (Some(handoffs), Some(secret)) => {
                 let settings = WebhookSettings {
                     secret: secret.clone(),
-                    urls: config.webhook_urls.clone(),
                     timeout: config.webhook_timeout,
                     retries: config.webhook_retries.clone(),
                 };

@@ -55,8 +55,6 @@ const MAX_ERROR_CHARS: usize = 500;
 /// What the dispatcher needs to send.
 pub struct WebhookSettings {
     pub secret: WebhookSecret,
-    /// Where every event goes.
-    pub urls: Vec<String>,
     /// How long one request may take, from connecting to the response's status.
     pub timeout: Duration,
     pub retries: RetrySchedule,
@@ -244,7 +242,7 @@ impl Dispatcher {
             let Some(body) = body_of(&event) else {
                 continue;
             };
-            for url in &self.settings.urls {
+            for url in handoff.urls.iter() {
                 let outgoing = Outgoing {
                     event_id: event.id,
                     url: url.clone(),

@@ -18,6 +18,7 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Numeric, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
+use super::models::stored_position;
 use super::outbox::{DeliveryRows, Outbox};
 use super::queries::find_order;
 use super::schema::idempotency_keys;
@@ -205,10 +206,7 @@ fn stored_orders(
                     request.order.items.len()
                 )));
             }
-            let tx = tx.parse().map_err(|_| {
-                StoreError::Impossible(format!("order {id} was stored by transaction {tx:?}"))
-            })?;
-            let event = EventPosition { tx, id: event_id };
+            let event = stored_position(&tx, event_id)?;
             Ok((
                 stored_order(&request.order, id, created_at, item_ids),
                 event,

@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use serde_json::value::RawValue;
 use tokio::sync::watch;
 
-use super::models::parse_status;
+use super::models::{parse_status, stored_position};
 use super::outbox::EVENTS_CHANNEL;
 use super::queries::orders_by_id;
 use super::{ConnectOptions, StoreError};
@@ -194,11 +194,7 @@ impl EventRow {
     }
 
     fn position(&self) -> Result<EventPosition, StoreError> {
-        let tx = self
-            .tx
-            .parse()
-            .map_err(|_| self.impossible(format!("transaction id {:?}", self.tx)))?;
-        Ok(EventPosition { tx, id: self.id })
+        stored_position(&self.tx, self.id)
     }
 
     /// A row that holds its order's JSON (`data`).

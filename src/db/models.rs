@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::schema::{order_items, order_status_history, orders};
 use super::StoreError;
-use crate::domain::{Money, Order, OrderId, OrderItem, OrderStatus, StatusChange};
+use crate::domain::{EventPosition, Money, Order, OrderId, OrderItem, OrderStatus, StatusChange};
 
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]
@@ -51,6 +51,15 @@ pub fn parse_status(stored: &str) -> Result<OrderStatus, StoreError> {
     stored
         .parse()
         .map_err(|e| StoreError::Query(diesel::result::Error::DeserializationError(Box::new(e))))
+}
+
+/// Where event `id` sits in the feed, given its transaction id as stored (`xid8`, which has no
+/// diesel type, read as text).
+pub fn stored_position(tx: &str, id: i64) -> Result<EventPosition, StoreError> {
+    let tx = tx
+        .parse()
+        .map_err(|_| StoreError::Impossible(format!("event {id}: transaction id {tx:?}")))?;
+    Ok(EventPosition { tx, id })
 }
 
 impl OrderRow {

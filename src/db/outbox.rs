@@ -18,6 +18,7 @@ use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tokio::sync::mpsc;
 
+use super::models::stored_position;
 use super::{Pool, StoreError};
 use crate::domain::{Event, EventPosition, NewEvent};
 
@@ -52,6 +53,8 @@ struct Webhooks {
 /// Events that have just committed, for the dispatcher of the instance that wrote them.
 pub struct Handoff {
     pub events: Vec<Event>,
+    /// The URLs each event has a delivery row for.
+    pub urls: Arc<[String]>,
     /// When the transaction that wrote them began, or a little before: their deliveries'
     /// leases run from the transaction's `now()`, so from no earlier than this.
     pub leased_from: Instant,
@@ -130,6 +133,7 @@ impl Outbox {
         };
         let handoff = Handoff {
             events,
+            urls: Arc::clone(&webhooks.urls),
             leased_from: began,
         };
         if webhooks.dispatcher.try_send(handoff).is_err() {
@@ -205,9 +209,8 @@ pub(super) async fn record_status_changed(
     .bind::<BigInt, _>(deliveries.lease_micros)
     .get_result(conn)
     .await?;
-    let tx = written
-        .tx
-        .parse()
-        .map_err(|_| StoreError::Impossible(format!("transaction id {:?}", written.tx)))?;
-    Ok((EventPosition { tx, id: written.id }, written.occurred_at))
+    Ok((
+        stored_position(&written.tx, written.id)?,
+        written.occurred_at,
+    ))
 }
