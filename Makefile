@@ -72,7 +72,7 @@ cluster-status: ## Patroni's view (leader, sync standby, lag) and each instance'
 test-cluster: ## rolling restart, switchover and loss of the database host under load, on a fresh cluster
 	@export CLUSTER_NAME=test CLUSTER_PORT=$${TEST_CLUSTER_PORT:-36080} CLUSTER_BASE_PORT=$${TEST_CLUSTER_BASE_PORT:-36000} API_KEYS=; \
 	trap 'scripts/cluster.sh down' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
-	scripts/cluster.sh wipe && scripts/cluster.sh up && cargo test --locked --test cluster
+	scripts/cluster.sh wipe && scripts/cluster.sh up && cargo test --workspace --locked --test cluster
 
 fmt: ## format the code
 	cargo fmt --all
