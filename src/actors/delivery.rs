@@ -49,7 +49,7 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 /// How often the age of the oldest pending delivery is measured for `/metrics`: the query reads
 /// every pending delivery, so not at every look.
 const MEASURE_BACKLOG_EVERY: Duration = Duration::from_secs(10);
-/// The receiver's error as recorded in `last_error` is cut to this many characters.
+/// What a failed attempt got is recorded cut to this many characters.
 const MAX_ERROR_CHARS: usize = 500;
 
 /// What the dispatcher needs to send.
@@ -447,6 +447,29 @@ async fn record_outcomes(
     Ok(())
 }
 
+/// What an answer other than 2xx says: "answered 503 Service Unavailable: " and the start of its
+/// body on one line, read no further than what is recorded (and within the request's timeout).
+async fn refusal(mut response: reqwest::Response) -> String {
+    let status = response.status();
+    let mut body = Vec::new();
+    // A character takes at most 4 bytes.
+    while body.len() < 4 * MAX_ERROR_CHARS {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let said = String::from_utf8_lossy(&body)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if said.is_empty() {
+        format!("answered {status}")
+    } else {
+        format!("answered {status}: {said}")
+    }
+}
+
 /// One attempt, signed with its own timestamp.
 async fn send(client: reqwest::Client, secret: WebhookSecret, outgoing: Outgoing) -> Attempt {
     let id = outgoing.event_id.to_string();
@@ -463,7 +486,7 @@ async fn send(client: reqwest::Client, secret: WebhookSecret, outgoing: Outgoing
         .await;
     let error = match answer {
         Ok(response) if response.status().is_success() => None,
-        Ok(response) => Some(format!("answered {}", response.status())),
+        Ok(response) => Some(refusal(response).await),
         Err(e) if e.is_timeout() => Some("no answer within the timeout".to_owned()),
         // reqwest's own text is only "error sending request"; the reason (a refused
         // connection, a bad certificate) is in its sources.

@@ -1,5 +1,6 @@
 //! Webhook deliveries: claiming the due ones, so that the dispatchers of several instances share
-//! them without sending one twice, and recording how each attempt went.
+//! them without sending one twice, and recording how each attempt went (a failed one in
+//! `webhook_failed_attempts`, kept with its delivery).
 //!
 //! A claim is a lease, not a lock held while sending: the claiming statement moves the row's
 //! `next_attempt_at` past the end of the attempt and commits at once, so no connection waits on
@@ -16,7 +17,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use super::events::{into_events, EventRow};
 use super::outbox::micros;
 use super::StoreError;
-use crate::domain::{DeliveryReport, DeliveryState, Event};
+use crate::domain::{DeliveryReport, DeliveryState, Event, FailedAttempt};
 
 /// A delivery claimed for one attempt.
 #[derive(Debug)]
@@ -119,7 +120,7 @@ impl QueryFragment<Pg> for MarkDelivered<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql(
             "UPDATE webhook_deliveries AS d \
-             SET state = 'delivered', delivered_at = now(), last_error = NULL \
+             SET state = 'delivered', delivered_at = now() \
              FROM unnest(",
         );
         out.push_bind_param::<Array<BigInt>, _>(&self.event_ids)?;
@@ -152,12 +153,16 @@ pub async fn record_failed_attempt(
     retry_in: Option<Duration>,
 ) -> Result<(), StoreError> {
     diesel::sql_query(
-        "UPDATE webhook_deliveries \
-         SET last_error = $4, \
-             state = CASE WHEN $5::bigint IS NULL THEN 'failed' ELSE 'pending' END, \
-             next_attempt_at = CASE WHEN $5::bigint IS NULL THEN next_attempt_at \
-                                    ELSE now() + $5::float8 * interval '1 microsecond' END \
-         WHERE event_id = $1 AND url = $2 AND attempts = $3 AND state = 'pending'",
+        "WITH failed AS ( \
+             UPDATE webhook_deliveries \
+             SET state = CASE WHEN $5::bigint IS NULL THEN 'failed' ELSE 'pending' END, \
+                 next_attempt_at = CASE WHEN $5::bigint IS NULL THEN next_attempt_at \
+                                        ELSE now() + $5::float8 * interval '1 microsecond' END \
+             WHERE event_id = $1 AND url = $2 AND attempts = $3 AND state = 'pending' \
+             RETURNING event_id, url, attempts \
+         ) \
+         INSERT INTO webhook_failed_attempts (event_id, url, attempt, error) \
+         SELECT event_id, url, attempts, $4 FROM failed",
     )
     .bind::<BigInt, _>(event_id)
     .bind::<Text, _>(url)
@@ -215,16 +220,26 @@ struct DeliveryRow {
     state: String,
     #[diesel(sql_type = Integer)]
     attempts: i32,
-    #[diesel(sql_type = Nullable<Text>)]
-    last_error: Option<String>,
     #[diesel(sql_type = Timestamptz)]
     next_attempt_at: chrono::DateTime<chrono::Utc>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     delivered_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// How the deliveries of event `event_id` stand, one per webhook URL; `None` when there is no
-/// such event.
+#[derive(QueryableByName)]
+struct FailedAttemptRow {
+    #[diesel(sql_type = Text)]
+    url: String,
+    #[diesel(sql_type = Integer)]
+    attempt: i32,
+    #[diesel(sql_type = Timestamptz)]
+    failed_at: chrono::DateTime<chrono::Utc>,
+    #[diesel(sql_type = Text)]
+    error: String,
+}
+
+/// How the deliveries of event `event_id` stand, one per webhook URL, each with its failed
+/// attempts; `None` when there is no such event.
 pub async fn event_deliveries(
     conn: &mut AsyncPgConnection,
     event_id: i64,
@@ -238,24 +253,41 @@ pub async fn event_deliveries(
         return Ok(None);
     }
     let rows: Vec<DeliveryRow> = diesel::sql_query(
-        "SELECT url, state, attempts, last_error, next_attempt_at, delivered_at \
+        "SELECT url, state, attempts, next_attempt_at, delivered_at \
          FROM webhook_deliveries WHERE event_id = $1 ORDER BY url",
     )
     .bind::<BigInt, _>(event_id)
     .load(conn)
     .await?;
+    let failures: Vec<FailedAttemptRow> = diesel::sql_query(
+        "SELECT url, attempt, failed_at, error \
+         FROM webhook_failed_attempts WHERE event_id = $1 ORDER BY url, attempt",
+    )
+    .bind::<BigInt, _>(event_id)
+    .load(conn)
+    .await?;
+    let mut failures = failures.into_iter().peekable();
     rows.into_iter()
         .map(|row| {
             let state = DeliveryState::parse(&row.state)
                 .ok_or_else(|| StoreError::Impossible(format!("delivery state {:?}", row.state)))?;
-            Ok(DeliveryReport {
-                next_attempt_at: (state == DeliveryState::Pending).then_some(row.next_attempt_at),
-                url: row.url,
+            // Both are ordered by URL: this delivery's failures are the next ones.
+            let mut failed_attempts = Vec::new();
+            while let Some(failure) = failures.next_if(|failure| failure.url == row.url) {
+                failed_attempts.push(FailedAttempt {
+                    attempt: u32::try_from(failure.attempt).unwrap_or(0),
+                    failed_at: failure.failed_at,
+                    error: failure.error,
+                });
+            }
+            Ok(DeliveryReport::new(
+                row.url,
                 state,
-                attempts: u32::try_from(row.attempts).unwrap_or(0),
-                last_error: row.last_error,
-                delivered_at: row.delivered_at,
-            })
+                u32::try_from(row.attempts).unwrap_or(0),
+                row.next_attempt_at,
+                row.delivered_at,
+                failed_attempts,
+            ))
         })
         .collect::<Result<_, _>>()
         .map(Some)

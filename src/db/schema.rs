@@ -72,8 +72,17 @@ diesel::table! {
         state -> Text,
         attempts -> Int4,
         next_attempt_at -> Timestamptz,
-        last_error -> Nullable<Text>,
         delivered_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    webhook_failed_attempts (event_id, url, attempt) {
+        event_id -> Int8,
+        url -> Text,
+        attempt -> Int4,
+        failed_at -> Timestamptz,
+        error -> Text,
     }
 }
 
@@ -84,4 +93,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     order_status_history,
     orders,
     webhook_deliveries,
+    webhook_failed_attempts,
 );

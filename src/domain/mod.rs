@@ -35,4 +35,6 @@ pub use status::{IllegalTransition, OrderStatus, StatusChange, Transition, Unkno
 pub use text::{CustomerName, ProductName};
 pub use validation::{FieldError, ValidationErrors};
 pub use version::{OrderVersion, Precondition, VersionMismatch};
-pub use webhook::{webhook_signature, DeliveryReport, DeliveryState, RetrySchedule, WebhookSecret};
+pub use webhook::{
+    webhook_signature, DeliveryReport, DeliveryState, FailedAttempt, RetrySchedule, WebhookSecret,
+};

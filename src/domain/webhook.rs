@@ -127,12 +127,53 @@ pub struct DeliveryReport {
     pub state: DeliveryState,
     /// Attempts made so far (one in flight included).
     pub attempts: u32,
-    /// What the last failed attempt got: the receiver's status and the start of its answer, or
-    /// why there was none (timeout, refused connection).
+    /// Unless `delivered`: what the last failed attempt got, as in `failed_attempts`.
     pub last_error: Option<String>,
     /// With `pending`: when the next attempt is due.
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub delivered_at: Option<DateTime<Utc>>,
+    /// Every failed attempt, oldest first. An attempt whose outcome was never recorded (its
+    /// instance died while it was out) has no entry.
+    pub failed_attempts: Vec<FailedAttempt>,
+}
+
+/// One attempt that did not get a 2xx answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FailedAttempt {
+    /// Its number, the first attempt being 1.
+    pub attempt: u32,
+    pub failed_at: DateTime<Utc>,
+    /// The receiver's status and the start of its answer, or why there was none (a timeout, a
+    /// refused connection).
+    pub error: String,
+}
+
+impl DeliveryReport {
+    /// `next_attempt_at` is kept only while pending; `failed_attempts` must be oldest first.
+    pub fn new(
+        url: String,
+        state: DeliveryState,
+        attempts: u32,
+        next_attempt_at: DateTime<Utc>,
+        delivered_at: Option<DateTime<Utc>>,
+        failed_attempts: Vec<FailedAttempt>,
+    ) -> Self {
+        let last_error = match state {
+            DeliveryState::Delivered => None,
+            DeliveryState::Pending | DeliveryState::Failed => {
+                failed_attempts.last().map(|failed| failed.error.clone())
+            }
+        };
+        Self {
+            url,
+            state,
+            attempts,
+            last_error,
+            next_attempt_at: (state == DeliveryState::Pending).then_some(next_attempt_at),
+            delivered_at,
+            failed_attempts,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -210,5 +251,45 @@ mod tests {
         for bad in ["", "5s,,30s", "5s,0s", "soon"] {
             assert!(RetrySchedule::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_report_shows_the_last_error_until_delivered_and_the_next_attempt_while_pending() {
+        let at = DateTime::<Utc>::UNIX_EPOCH;
+        let failed = |attempt: u32, error: &str| FailedAttempt {
+            attempt,
+            failed_at: at,
+            error: error.to_owned(),
+        };
+        let report = |state, failures: Vec<FailedAttempt>| {
+            DeliveryReport::new("http://hooks".into(), state, 3, at, None, failures)
+        };
+        let two = || {
+            vec![
+                failed(1, "answered 500"),
+                failed(2, "no answer within the timeout"),
+            ]
+        };
+
+        let pending = report(DeliveryState::Pending, two());
+        assert_eq!(
+            pending.last_error.as_deref(),
+            Some("no answer within the timeout")
+        );
+        assert_eq!(pending.next_attempt_at, Some(at));
+        assert_eq!(pending.failed_attempts, two());
+
+        let failed_for_good = report(DeliveryState::Failed, two());
+        assert_eq!(
+            failed_for_good.last_error.as_deref(),
+            Some("no answer within the timeout")
+        );
+        assert_eq!(failed_for_good.next_attempt_at, None);
+
+        let delivered = report(DeliveryState::Delivered, two());
+        assert_eq!(delivered.last_error, None, "the third attempt got a 2xx");
+        assert_eq!(delivered.failed_attempts.len(), 2, "the failures stay");
+
+        assert_eq!(report(DeliveryState::Pending, vec![]).last_error, None);
     }
 }

@@ -123,10 +123,19 @@ async fn a_failed_attempt_is_retried_and_a_stale_outcome_changes_nothing() {
     assert_eq!(
         app.db
             .count(
-                "SELECT count(*) AS count FROM webhook_deliveries WHERE last_error = 'answered 503'"
+                "SELECT count(*) AS count FROM webhook_failed_attempts \
+                 WHERE (attempt = 1 AND error = 'answered 500') \
+                    OR (attempt = 2 AND error = 'answered 503')"
             )
             .await,
-        1
+        2,
+        "each attempt's own outcome, and not the late one"
+    );
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) AS count FROM webhook_failed_attempts")
+            .await,
+        2
     );
     assert_eq!(
         claim(&mut conn, Duration::ZERO).await,
@@ -173,8 +182,9 @@ async fn the_instance_that_writes_an_event_makes_its_first_attempts_without_a_cl
     // Two events, two URLs: all four first attempts fail (nothing listens), each recorded as
     // attempt 1: made from the instance's memory, not claimed (a claim would have made it
     // attempt 2).
-    let failed_once = "SELECT count(*) AS count FROM webhook_deliveries \
-                       WHERE attempts = 1 AND last_error IS NOT NULL AND state = 'pending'";
+    let failed_once = "SELECT count(*) AS count FROM webhook_deliveries d \
+                       JOIN webhook_failed_attempts f USING (event_id, url) \
+                       WHERE d.attempts = 1 AND f.attempt = 1 AND d.state = 'pending'";
     for _ in 0..100 {
         if app.db.count(failed_once).await == 4 {
             break;
@@ -224,6 +234,65 @@ async fn an_events_deliveries_show_where_each_url_stands() {
 }
 
 #[actix_web::test]
+async fn every_failed_attempt_is_shown_with_what_the_receiver_answered() {
+    // A receiver that is always busy, and a schedule of one retry 50 ms after the first try.
+    let receiver = actix_web::HttpServer::new(|| {
+        actix_web::App::new().default_service(actix_web::web::to(|| async {
+            actix_web::HttpResponse::ServiceUnavailable().body("busy,\n  try   later")
+        }))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let url = format!("http://{}/hooks", receiver.addrs()[0]);
+    actix_web::rt::spawn(receiver.run());
+    let hook = url.clone();
+    let app = spawn_app_with(move |c| {
+        c.webhook_urls = vec![hook];
+        c.webhook_secret = Some(
+            order_service::domain::WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+                .unwrap(),
+        );
+        c.webhook_retries = order_service::domain::RetrySchedule::parse("50ms").unwrap();
+    })
+    .await;
+    app.created(&seed_order()).await;
+
+    let mut body = serde_json::Value::Null;
+    for _ in 0..100 {
+        body = app
+            .get("/api/v1/events/1/deliveries")
+            .await
+            .json()
+            .await
+            .unwrap();
+        if body["deliveries"][0]["state"] == "failed" {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let delivery = &body["deliveries"][0];
+    let answer = "answered 503 Service Unavailable: busy, try later";
+    assert_eq!(delivery["url"], url.as_str());
+    assert_eq!(delivery["state"], "failed", "the schedule is spent: {body}");
+    assert_eq!(delivery["attempts"], 2, "{body}");
+    assert_eq!(delivery["last_error"], answer, "{body}");
+    assert!(delivery["next_attempt_at"].is_null(), "{body}");
+    let failed = delivery["failed_attempts"].as_array().unwrap();
+    assert_eq!(failed.len(), 2, "{body}");
+    for (number, attempt) in (1..).zip(failed) {
+        assert_eq!(attempt["attempt"], number, "{body}");
+        assert_eq!(attempt["error"], answer, "{body}");
+        assert!(attempt["failed_at"].is_string(), "{body}");
+    }
+    assert!(
+        failed[0]["failed_at"].as_str() < failed[1]["failed_at"].as_str(),
+        "{body}"
+    );
+}
+
+#[actix_web::test]
 async fn the_backlog_age_is_the_age_of_the_oldest_pending_delivery_and_none_without_one() {
     let app = spawn_app().await;
     let mut conn = app.db.connect().await;
@@ -256,6 +325,14 @@ async fn events_past_their_retention_go_with_their_deliveries() {
     let old = one_delivery(&app).await;
     let kept = one_delivery(&app).await;
     let mut conn = app.db.connect().await;
+    let mut claimed = claim(&mut conn, LONG).await;
+    claimed.sort_unstable();
+    assert_eq!(claimed, [(old, 1), (kept, 1)]);
+    for event in [old, kept] {
+        record_failed_attempt(&mut conn, event, URL, 1, "answered 500", Some(LONG))
+            .await
+            .unwrap();
+    }
     diesel::sql_query(format!(
         "UPDATE order_events SET occurred_at = now() - interval '8 days' WHERE id = {old}"
     ))
@@ -279,6 +356,21 @@ async fn events_past_their_retention_go_with_their_deliveries() {
             .count(&format!(
                 "SELECT count(*) AS count FROM webhook_deliveries WHERE event_id = {kept}"
             ))
+            .await,
+        1
+    );
+    assert_eq!(
+        app.db
+            .count(&format!(
+                "SELECT count(*) AS count FROM webhook_failed_attempts WHERE event_id = {kept}"
+            ))
+            .await,
+        1,
+        "and its failed attempt, not the kept one's"
+    );
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) AS count FROM webhook_failed_attempts")
             .await,
         1
     );

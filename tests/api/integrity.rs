@@ -80,13 +80,14 @@ async fn an_order_deleted_takes_its_items_history_key_events_and_deliveries_alon
     }
     let (kept, gone) = (ids[0], ids[1]);
     let mut conn = app.db.connect().await;
-    diesel::sql_query(
-        "INSERT INTO webhook_deliveries (event_id, url) \
-         SELECT id, 'http://127.0.0.1:9/' FROM order_events",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    for insert in [
+        "INSERT INTO webhook_deliveries (event_id, url, attempts) \
+         SELECT id, 'http://127.0.0.1:9/', 1 FROM order_events",
+        "INSERT INTO webhook_failed_attempts (event_id, url, attempt, error) \
+         SELECT event_id, url, 1, 'answered 500' FROM webhook_deliveries",
+    ] {
+        diesel::sql_query(insert).execute(&mut conn).await.unwrap();
+    }
 
     diesel::sql_query(format!("DELETE FROM orders WHERE id = {gone}"))
         .execute(&mut conn)
@@ -117,5 +118,12 @@ async fn an_order_deleted_takes_its_items_history_key_events_and_deliveries_alon
             .await,
         1,
         "only the other order's event keeps its delivery"
+    );
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) AS count FROM webhook_failed_attempts")
+            .await,
+        1,
+        "and its delivery's failed attempt"
     );
 }
