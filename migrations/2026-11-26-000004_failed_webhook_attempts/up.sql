@@ -14,7 +14,8 @@ CREATE TABLE webhook_failed_attempts (
     PRIMARY KEY (event_id, url, attempt)
 );
 
--- The last failed attempt's error is now that attempt's row.
+-- The last failed attempt's error is now that attempt's row (dated by this migration: when it
+-- failed was not kept).
 INSERT INTO webhook_failed_attempts (event_id, url, attempt, error)
 SELECT event_id, url, attempts, last_error FROM webhook_deliveries WHERE last_error IS NOT NULL;
 ALTER TABLE webhook_deliveries DROP COLUMN last_error;
