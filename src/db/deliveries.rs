@@ -144,6 +144,9 @@ impl QueryId for MarkDelivered<'_> {
 /// Records why attempt `attempt` failed, and schedules the next one after `retry_in`, or marks
 /// the delivery failed when there is none. Does nothing if the delivery was claimed again
 /// meanwhile (this attempt outlived its lease): that claim's outcome is the one to keep.
+/// Recording the same failure again is harmless (it only moves the retry), as it must be: a
+/// dispatcher that lost its connection in the middle of a batch of outcomes, or before the
+/// commit's answer came back, records the whole batch again.
 pub async fn record_failed_attempt(
     conn: &mut AsyncPgConnection,
     event_id: i64,
@@ -162,7 +165,8 @@ pub async fn record_failed_attempt(
              RETURNING event_id, url, attempts \
          ) \
          INSERT INTO webhook_failed_attempts (event_id, url, attempt, error) \
-         SELECT event_id, url, attempts, $4 FROM failed",
+         SELECT event_id, url, attempts, $4 FROM failed \
+         ON CONFLICT DO NOTHING",
     )
     .bind::<BigInt, _>(event_id)
     .bind::<Text, _>(url)
