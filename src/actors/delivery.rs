@@ -418,7 +418,7 @@ async fn record_outcomes(
             continue;
         };
         let retry_in = retries.after(attempt.number, rand::random());
-        record_failed_attempt(
+        let recorded = record_failed_attempt(
             conn,
             attempt.event_id,
             &attempt.url,
@@ -426,7 +426,24 @@ async fn record_outcomes(
             error,
             retry_in,
         )
-        .await?;
+        .await
+        .map_err(|e| e.on_connection(conn));
+        match recorded {
+            Ok(()) => {}
+            // The database is going away: the whole batch is recorded again once it is back.
+            Err(e @ StoreError::Unavailable(_)) => return Err(e),
+            // Refused: it would be refused again, and hold up every outcome after it for good.
+            // Its delivery stays pending, so it goes out again when its lease runs out.
+            Err(e) => {
+                log::error!(
+                    "webhooks: cannot record the failure of event {} to {} ({e}); it is sent \
+                     again when its lease runs out",
+                    attempt.event_id,
+                    attempt.url
+                );
+                continue;
+            }
+        }
         metrics::webhook_attempts(
             if retry_in.is_some() {
                 "retry"
@@ -459,8 +476,10 @@ async fn refusal(mut response: reqwest::Response) -> String {
             Ok(None) | Err(_) => break,
         }
     }
+    // Control characters go too: PostgreSQL's text takes no NUL.
     let said = String::from_utf8_lossy(&body)
-        .split_whitespace()
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|word| !word.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
     if said.is_empty() {

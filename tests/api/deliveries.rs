@@ -248,9 +248,10 @@ async fn an_events_deliveries_show_where_each_url_stands() {
 #[actix_web::test]
 async fn every_failed_attempt_is_shown_with_what_the_receiver_answered() {
     // A receiver that is always busy, and a schedule of one retry 50 ms after the first try.
+    // Its answer is shown on one line, without the NUL that PostgreSQL's text cannot hold.
     let receiver = actix_web::HttpServer::new(|| {
         actix_web::App::new().default_service(actix_web::web::to(|| async {
-            actix_web::HttpResponse::ServiceUnavailable().body("busy,\n  try   later")
+            actix_web::HttpResponse::ServiceUnavailable().body("busy,\n\0 try   later")
         }))
     })
     .workers(1)
@@ -301,6 +302,56 @@ async fn every_failed_attempt_is_shown_with_what_the_receiver_answered() {
     assert!(
         failed[0]["failed_at"].as_str() < failed[1]["failed_at"].as_str(),
         "{body}"
+    );
+}
+
+#[actix_web::test]
+async fn a_failure_the_database_refuses_to_record_does_not_hold_up_the_others() {
+    let app = spawn_app_with_dead_hooks(2).await;
+    // Whatever the reason a database may have, it refuses every failure of the first URL.
+    let mut conn = app.db.connect().await;
+    for statement in [
+        "CREATE FUNCTION refuse_hook_1() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.url LIKE '%/hooks/1' THEN RAISE EXCEPTION 'refused for the test'; END IF; \
+             RETURN NEW; END $$",
+        "CREATE TRIGGER refuse BEFORE INSERT ON webhook_failed_attempts \
+             FOR EACH ROW EXECUTE FUNCTION refuse_hook_1()",
+    ] {
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    // Each order's first attempts fail at both URLs (nothing listens): the second URL's
+    // failures are recorded, for the second order too, though the first URL's never are.
+    let recorded = "SELECT count(*) AS count FROM webhook_failed_attempts \
+                    WHERE url LIKE '%/hooks/2'";
+    for order in 1..=2 {
+        app.created(&seed_order()).await;
+        for _ in 0..100 {
+            if app.db.count(recorded).await == order {
+                break;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(app.db.count(recorded).await, order);
+    }
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) AS count FROM webhook_failed_attempts")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.db
+            .count(
+                "SELECT count(*) AS count FROM webhook_deliveries \
+                 WHERE url LIKE '%/hooks/1' AND state = 'pending'"
+            )
+            .await,
+        2,
+        "the refused ones stay pending, to go out again when their leases run out"
     );
 }
 
