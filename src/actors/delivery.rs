@@ -465,7 +465,7 @@ async fn record_outcomes(
 }
 
 /// What an answer other than 2xx says: "answered 503 Service Unavailable: " and the start of its
-/// body on one line, read no further than what is recorded (and within the request's timeout).
+/// body, read no further than what is recorded (and within the request's timeout).
 async fn refusal(mut response: reqwest::Response) -> String {
     let status = response.status();
     let mut body = Vec::new();
@@ -476,17 +476,30 @@ async fn refusal(mut response: reqwest::Response) -> String {
             Ok(None) | Err(_) => break,
         }
     }
-    // Control characters go too: PostgreSQL's text takes no NUL.
-    let said = String::from_utf8_lossy(&body)
-        .split(|c: char| c.is_whitespace() || c.is_control())
-        .filter(|word| !word.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-    if said.is_empty() {
+    let said = String::from_utf8_lossy(&body);
+    if said.chars().all(blank) {
         format!("answered {status}")
     } else {
         format!("answered {status}: {said}")
     }
+}
+
+/// An attempt's error as it is recorded: on one line, without control characters (PostgreSQL's
+/// text takes no NUL, and a receiver's body may hold anything), cut to `MAX_ERROR_CHARS`.
+fn recordable(error: &str) -> String {
+    error
+        .split(blank)
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(MAX_ERROR_CHARS)
+        .collect()
+}
+
+/// What `recordable` leaves out of an error, but for single spaces between words.
+fn blank(c: char) -> bool {
+    c.is_whitespace() || c.is_control()
 }
 
 /// One attempt, signed with its own timestamp.
@@ -515,6 +528,6 @@ async fn send(client: reqwest::Client, secret: WebhookSecret, outgoing: Outgoing
         event_id: outgoing.event_id,
         url: outgoing.url,
         number: outgoing.attempt,
-        error: error.map(|e| e.chars().take(MAX_ERROR_CHARS).collect()),
+        error: error.as_deref().map(recordable),
     }
 }
