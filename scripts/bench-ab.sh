@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
-# `make bench-ab A=<revision> [B=<revision>]`: did a change give create speed back?
+# `make bench-ab A=<revision> [B=<revision>]`: what a change costs or gives back, per operation.
 #
-# Builds the server of each git revision (B defaults to HEAD), then runs creates from the stress
-# client at CLIENTS (100) in flight for DURATION (10) seconds against A, B, A, B … for ROUNDS (5)
-# rounds, each run on a fresh database of the bench cluster (the one `make bench` uses, with its
-# durable settings). It prints every run and, per side, the medians of: creates per second, and
-# CPU per created order of the server and of PostgreSQL's backends (from /proc, so it holds
-# even when the machine is busy). Runs on this machine differ by ±15% from one minute to the
-# next; alternating the sides spreads that over both, and B/A is taken per round.
+# Builds the server of each git revision (B defaults to HEAD), then runs every row of ROWS
+# against A, B, A, B … for ROUNDS (3) rounds, each side on a fresh database of the bench cluster
+# (the one `make bench` uses, with its durable settings):
+#   seed    the seed's extreme stress test as its Go client makes it: 10,000 orders, 500 in
+#           flight, at most 2 idle connections (so nearly every request opens a connection);
+#           run first, on the empty database, as a user runs it;
+#   create  creates at CLIENTS (100) in flight on keep-alive connections, DURATION (8) s;
+#   get     reads of random orders by id, the same way;
+#   list    list pages of 10, the same way.
+# Per run it prints the throughput and the CPU per operation of the server and of PostgreSQL
+# (all its processes: backends, WAL writer, checkpointer…), read from /proc around the run, so
+# they hold even when the machine is busy; the seed row adds the orders per inserting
+# transaction. Then, per row, the medians of each side and of B/A taken per round: runs on this
+# machine differ by ±15% from one minute to the next, and alternating spreads that over both.
 #
 # HOOK=A, HOOK=B or HOOK=AB runs that side's servers with one webhook URL, a receiver on
-# loopback (webhook-receiver of crates/stress) that answers 204; each such run also prints the
-# receiver's CPU per order and how many of the run's orders had their event delivered when the
-# server stopped.
+# loopback (webhook-receiver of crates/stress) that answers 204; each create run then also
+# prints the receiver's CPU per order.
 #
-#   make bench-ab A=fd18c28                      # that commit against HEAD
-#   make bench-ab A=HEAD HOOK=B                  # what one webhook URL costs HEAD's creates
-#   ROUNDS=7 CLIENTS=500 scripts/bench-ab.sh fd18c28 HEAD
+#   make bench-ab A=fd18c28                        # that commit against HEAD
+#   make bench-ab A=HEAD HOOK=B ROWS=create        # what one webhook URL costs HEAD's creates
+#   ROUNDS=5 CLIENTS=500 scripts/bench-ab.sh fd18c28 HEAD
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -24,9 +30,10 @@ cd "$ROOT"
 A="${1:-${A:-}}"
 B="${2:-${B:-HEAD}}"
 [ -n "$A" ] || die "usage: scripts/bench-ab.sh REVISION_A [REVISION_B, default HEAD] (or make bench-ab A=…)"
-ROUNDS="${ROUNDS:-5}"
+ROUNDS="${ROUNDS:-3}"
+ROWS="${ROWS:-seed create get list}"
 CLIENTS="${CLIENTS:-100}"
-DURATION="${DURATION:-10}"
+DURATION="${DURATION:-8}"
 PG_PORT="${BENCH_PG_PORT:-55462}"
 HTTP_PORT="${BENCH_HTTP_PORT:-18090}"
 HOOK="${HOOK:-}"
@@ -35,6 +42,9 @@ DB=ordersvc_ab
 BASE_URL="http://127.0.0.1:$HTTP_PORT"
 PSQL=(psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1)
 WORK="$DATA/bench-ab"
+for row in $ROWS; do
+  case "$row" in seed | create | get | list) ;; *) die "ROWS: unknown row $row (seed, create, get, list)" ;; esac
+done
 
 # server_of REVISION: builds that revision's server in a worktree of its own (one target
 # directory for all, so dependencies build once) and prints where its binary is.
@@ -44,6 +54,9 @@ server_of() {
   dir="$WORK/src-$commit"
   if [ ! -x "$WORK/order-service-$commit" ]; then
     [ -d "$dir" ] || git worktree add --detach "$dir" "$commit" >&2
+    # Revisions older than the workspace (fd18c28) would be taken for a member of ours, which it
+    # does not list: an empty table of their own makes them a workspace alone.
+    grep -q '^\[workspace\]' "$dir/Cargo.toml" || printf '\n[workspace]\n' >>"$dir/Cargo.toml"
     say "bench-ab: building the server of $1 ($commit)"
     (cd "$dir" && CARGO_TARGET_DIR="$WORK/target" cargo build --release --locked --bin order-service >&2)
     cp "$WORK/target/release/order-service" "$WORK/order-service-$commit"
@@ -69,76 +82,95 @@ trap cleanup EXIT
 
 postmaster="$(head -n 1 "$DATA/postgres-bench/postmaster.pid")"
 ticks="$(getconf CLK_TCK)"
-# CPU ticks of the postmaster's ended children: backends are counted once the server that held
-# them has stopped and they have exited.
-children_ticks() { awk '{ print $16 + $17 }' "/proc/$postmaster/stat"; }
 own_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# Every CPU tick PostgreSQL has spent: the postmaster's own, its ended children's (counted when
+# it reaps them) and its live children's. A backend that ends between two readings moves from
+# the last sum to the second, so differences hold across connection churn.
+pg_ticks() {
+  local total child
+  total="$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$postmaster/stat")"
+  for child in $(pgrep -P "$postmaster"); do
+    total=$((total + $(own_ticks "$child" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+per_op() { awk -v t="$1" -v n="$2" -v ticks="$ticks" 'BEGIN { printf "%.1f", t / ticks / n * 1e6 }'; }
+field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2"; }
 
 if [ -n "$HOOK" ]; then
   "$(bin_path webhook-receiver)" "$HOOK_PORT" 2>/dev/null &
   receiver=$!
 fi
 
-# run SIDE BINARY: one create run on a fresh database; sets RUN to "per_sec server_us postgres_us
-# receiver_us delivered_percent" (the last two "-" without a webhook). (Not printed: in a
-# subshell, a server left by a failure would escape the cleanup.)
-run() {
-  local hook=() before hook_before line served orders receiver_us="-" delivered="-"
+stress_flags() {
+  case "$1" in
+    seed) echo "--mode create --orders 10000 --concurrency 500 --max-idle 2 --timeout 60s --no-verify" ;;
+    create) echo "--mode create --concurrency $CLIENTS --duration ${DURATION}s --warmup 2s --no-verify" ;;
+    get | list) echo "--mode $1 --concurrency $CLIENTS --duration ${DURATION}s --warmup 2s" ;;
+  esac
+}
+
+results="$WORK/runs.txt"
+: >"$results"
+# side SIDE BINARY ROUND: a fresh database and server, then every row on it; appends one line
+# per row to $results: "row round side per_sec server_us postgres_us" and prints it.
+side() {
+  local hook=() row line server_before pg_before hook_before sent server_us pg_us extra
   case "$HOOK" in *"$1"*) hook=(WEBHOOK_URLS="http://127.0.0.1:$HOOK_PORT/"
     WEBHOOK_SECRET="whsec_$(printf 'bench-webhook-secret-of-32-bytes' | base64)") ;; esac
   "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-  before="$(children_ticks)"
-  [ -z "$receiver" ] || hook_before="$(own_ticks "$receiver")"
   env DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$DB" PORT="$HTTP_PORT" RUST_LOG=warn \
     "${hook[@]}" "$2" >"$DATA/bench-ab-server.log" 2>&1 &
   server=$!
   # /health: older revisions have no /health/ready.
   wait_until_ready "$BASE_URL" "$server" "$DATA/bench-ab-server.log" 60 /health
-  line="$("$stress_bin" --base-url "$BASE_URL" --mode create --concurrency "$CLIENTS" \
-    --duration "${DURATION}s" --warmup 2s --no-verify | grep '^RESULT')"
-  served="$(own_ticks "$server")"
+  for row in $ROWS; do
+    server_before="$(own_ticks "$server")"
+    pg_before="$(pg_ticks)"
+    [ -z "$receiver" ] || hook_before="$(own_ticks "$receiver")"
+    # shellcheck disable=SC2046 # the flags are words
+    line="$("$stress_bin" --base-url "$BASE_URL" $(stress_flags "$row") | grep '^RESULT')"
+    sent="$(field sent "$line")"
+    server_us="$(per_op $(($(own_ticks "$server") - server_before)) "$sent")"
+    pg_us="$(per_op $(($(pg_ticks) - pg_before)) "$sent")"
+    extra=""
+    if [ "$row" = seed ]; then
+      extra="$(awk -v n="$(field ok "$line")" -v r="$(field per_sec "$line")" 'BEGIN { printf "%.2f s, ", n / r }')"
+      extra+="$("${PSQL[@]}" -d "$DB" -tAc "SELECT round(count(*)::numeric / count(DISTINCT xmin::text), 1) FROM orders") orders per transaction"
+    fi
+    if [ ${#hook[@]} -gt 0 ] && [ "$row" = create ]; then
+      extra="receiver $(per_op $(($(own_ticks "$receiver") - hook_before)) "$sent") µs per order"
+    fi
+    [ "$(field failed "$line")" = 0 ] || extra+="${extra:+, }$(field failed "$line") FAILED"
+    echo "$row $3 $1 $(field per_sec "$line") $server_us $pg_us" >>"$results"
+    printf 'round %s %s %-6s %9.1f/s   server %6.1f µs   postgres %6.1f µs per op   %s\n' \
+      "$3" "$1" "$row" "$(field per_sec "$line")" "$server_us" "$pg_us" "$extra"
+  done
   stop_child "$server"
   server=""
-  sleep 1
-  orders="$("${PSQL[@]}" -d "$DB" -tAc 'SELECT count(*) FROM orders')"
-  if [ ${#hook[@]} -gt 0 ]; then
-    receiver_us="$(awk -v t="$(($(own_ticks "$receiver") - hook_before))" -v ticks="$ticks" \
-      -v orders="$orders" 'BEGIN { printf "%.1f", t / ticks / orders * 1e6 }')"
-    delivered="$("${PSQL[@]}" -d "$DB" -tAc "SELECT round(100.0 * count(*) / $orders, 1)
-      FROM webhook_deliveries WHERE state = 'delivered'")"
-  fi
-  RUN="$(awk -v line="$line" -v served="$served" -v pg="$(($(children_ticks) - before))" \
-    -v orders="$orders" -v ticks="$ticks" 'BEGIN {
-      match(line, /per_sec=[0-9.]+/); rate = substr(line, RSTART + 8, RLENGTH - 8)
-      printf "%s %.1f %.1f", rate, served / ticks / orders * 1e6, pg / ticks / orders * 1e6
-    }') $receiver_us $delivered"
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# column ROW SIDE N: field N of that row and side's runs, one per line.
+column() { awk -v row="$1" -v side="$2" -v n="$3" '$1 == row && $3 == side { print $n }' "$results"; }
+# ratios ROW N: B/A of field N per round.
+ratios() {
+  awk -v row="$1" -v n="$2" '$1 == row { v[$2, $3] = $n; r[$2] = 1 }
+    END { for (k in r) if (v[k, "A"] > 0) print v[k, "B"] / v[k, "A"] }' "$results"
+}
 
-say "bench-ab: creates at $CLIENTS clients, ${DURATION}s per run, $ROUNDS rounds of A=$A, B=$B${HOOK:+, webhook on $HOOK}"
-results="$WORK/runs.txt"
-: >"$results"
+say "bench-ab: $ROWS; $ROUNDS rounds of A=$A, B=$B; keep-alive rows at $CLIENTS clients for ${DURATION}s${HOOK:+; webhook on $HOOK}"
 for round in $(seq "$ROUNDS"); do
-  run A "$server_a"
-  read -r rate_a server_us_a pg_us_a hook_us_a delivered_a <<<"$RUN"
-  run B "$server_b"
-  read -r rate_b server_us_b pg_us_b hook_us_b delivered_b <<<"$RUN"
-  echo "$round $rate_a $server_us_a $pg_us_a $rate_b $server_us_b $pg_us_b $hook_us_a $hook_us_b" >>"$results"
-  printf 'round %s: A %8.1f/s (server %5.1f µs, postgres %5.1f µs per order)   B %8.1f/s (server %5.1f µs, postgres %5.1f µs)\n' \
-    "$round" "$rate_a" "$server_us_a" "$pg_us_a" "$rate_b" "$server_us_b" "$pg_us_b"
-  for side in A B; do
-    hook_us="hook_us_${side,}"; delivered="delivered_${side,}"
-    [ "${!hook_us}" = "-" ] ||
-      printf '         %s with a webhook: receiver %5.1f µs per order; %s%% of the orders delivered when the server stopped\n' \
-        "$side" "${!hook_us}" "${!delivered}"
-  done
+  side A "$server_a" "$round"
+  side B "$server_b" "$round"
 done
 
 echo
-echo "medians over $ROUNDS rounds, creates at $CLIENTS clients, ${DURATION}s per run${HOOK:+, webhook on $HOOK}:"
-printf '  A %-12s %8.1f/s   server %5.1f µs   postgres %5.1f µs per order\n' "$A" \
-  "$(cut -d' ' -f2 "$results" | median)" "$(cut -d' ' -f3 "$results" | median)" "$(cut -d' ' -f4 "$results" | median)"
-printf '  B %-12s %8.1f/s   server %5.1f µs   postgres %5.1f µs per order\n' "$B" \
-  "$(cut -d' ' -f5 "$results" | median)" "$(cut -d' ' -f6 "$results" | median)" "$(cut -d' ' -f7 "$results" | median)"
-printf '  B/A per round, median: %.2f\n' "$(awk '{ print $5 / $2 }' "$results" | median)"
+echo "medians over $ROUNDS rounds (A=$A, B=$B${HOOK:+, webhook on $HOOK}); B/A is taken per round:"
+printf '%-7s %11s %11s %7s   %-19s %-19s\n' row "A ops/s" "B ops/s" "B/A" "server µs A B B/A" "postgres µs A B B/A"
+for row in $ROWS; do
+  printf '%-7s %11.1f %11.1f %7.2f   %5.1f %5.1f %5.2f   %6.1f %6.1f %5.2f\n' "$row" \
+    "$(column "$row" A 4 | median)" "$(column "$row" B 4 | median)" "$(ratios "$row" 4 | median)" \
+    "$(column "$row" A 5 | median)" "$(column "$row" B 5 | median)" "$(ratios "$row" 5 | median)" \
+    "$(column "$row" A 6 | median)" "$(column "$row" B 6 | median)" "$(ratios "$row" 6 | median)"
+done

@@ -2,7 +2,7 @@
 //! run sends reduced to how it ended.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -73,6 +73,37 @@ struct Target {
     /// Sent with every load request when set, to measure the server's compression.
     accept_encoding: Option<HeaderValue>,
     timeout: Duration,
+    /// With --max-idle: the connections the workers share between requests.
+    idle: Option<IdlePool>,
+}
+
+/// Idle connections shared by all workers, at most `max` of them; a connection given back when
+/// it is full is dropped, which closes it (Go's `Transport.tryPutIdleConn`).
+struct IdlePool {
+    max: usize,
+    connections: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+}
+
+impl IdlePool {
+    /// An idle connection the server has not closed meanwhile, if there is one.
+    fn take(&self) -> Option<SendRequest<Full<Bytes>>> {
+        let mut idle = self.lock();
+        std::iter::from_fn(|| idle.pop()).find(|sender| !sender.is_closed())
+    }
+
+    fn give_back(&self, sender: SendRequest<Full<Bytes>>) {
+        let mut idle = self.lock();
+        if idle.len() < self.max {
+            idle.push(sender);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<SendRequest<Full<Bytes>>>> {
+        // A worker that panicked left a plain list behind: still usable.
+        self.connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Api {
@@ -81,6 +112,7 @@ impl Api {
         api_key: Option<&str>,
         accept_encoding: Option<&str>,
         timeout: Duration,
+        max_idle: Option<usize>,
     ) -> Result<Self, String> {
         let url = Url::parse(base_url).map_err(|e| format!("--base-url {base_url:?}: {e}"))?;
         if url.scheme() != "http" {
@@ -124,6 +156,10 @@ impl Api {
                 authorization,
                 accept_encoding,
                 timeout,
+                idle: max_idle.map(|max| IdlePool {
+                    max,
+                    connections: Mutex::new(Vec::new()),
+                }),
             }),
             http,
         })
@@ -162,7 +198,8 @@ impl Api {
 /// One worker's keep-alive connection. The load loop sends on it one request at a time, so it
 /// needs no pool, no lock and no URL parsing per request: the client then costs a fraction of
 /// the CPU of a pooled client such as reqwest's, and leaves the machine's cores to the server
-/// being measured (docs/PERFORMANCE.md has the figures).
+/// being measured (docs/PERFORMANCE.md has the figures). With --max-idle the worker holds a
+/// connection only while a request is on it, taken from the shared idle ones or opened anew.
 pub struct Session {
     target: Arc<Target>,
     sender: Option<SendRequest<Full<Bytes>>>,
@@ -254,6 +291,9 @@ impl Session {
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|_| Cause::Other)?;
+        if self.sender.is_none() {
+            self.sender = target.idle.as_ref().and_then(IdlePool::take);
+        }
         let sender = match &mut self.sender {
             Some(sender) => sender,
             None => self.sender.insert(connect(&target.authority).await?),
@@ -270,6 +310,11 @@ impl Session {
             .await
             .map_err(|_| Cause::Connection)?
             .to_bytes();
+        if let Some(idle) = &target.idle {
+            if let Some(sender) = self.sender.take() {
+                idle.give_back(sender);
+            }
+        }
         Ok((status, body))
     }
 }

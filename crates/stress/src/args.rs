@@ -61,6 +61,13 @@ pub struct Args {
     #[arg(long)]
     pub no_verify: bool,
 
+    /// Keep at most this many idle connections between requests, as Go's default HTTP
+    /// transport does with 2 (`MaxIdleConnsPerHost`), the client of the seed's stress test:
+    /// with more requests in flight than that, most of them open a new connection and close it
+    /// after the answer. Without it, every worker keeps one connection for the whole run.
+    #[arg(long, value_name = "N")]
+    pub max_idle: Option<usize>,
+
     /// Send `Accept-Encoding` with this value (gzip, br, zstd) on every load request, to measure
     /// what compressing the answers costs the server.
     #[arg(long)]

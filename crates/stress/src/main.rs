@@ -48,6 +48,7 @@ async fn run(args: &Args) -> Result<bool, String> {
         args.api_key(),
         args.accept_encoding.as_deref(),
         args.timeout,
+        args.max_idle,
     )?;
     let stop = match args.duration {
         Some(duration) => Stop::Time {
@@ -67,21 +68,31 @@ async fn run(args: &Args) -> Result<bool, String> {
     };
 
     println!(
-        "stress:     {} against {}, {}, {concurrency} in flight",
+        "stress:     {} against {}, {}, {concurrency} in flight, {}",
         args.mode.name(),
         args.base_url,
-        describe(stop)
+        describe(stop),
+        match args.max_idle {
+            Some(n) => format!("at most {n} idle connections"),
+            None => "one connection per worker".to_owned(),
+        }
     );
+    let mut setup_sent = 0;
     let request = match args.mode {
         Mode::Create => Request::CreateOrder,
-        Mode::Get => Request::GetOrder {
-            among: orders_to_read(&api, args.orders.min(ORDERS_TO_READ), concurrency).await?,
-        },
+        Mode::Get => {
+            let wanted = args.orders.min(ORDERS_TO_READ);
+            setup_sent = wanted;
+            Request::GetOrder {
+                among: orders_to_read(&api, wanted, concurrency).await?,
+            }
+        }
         Mode::List => Request::ListOrders,
         Mode::Events => Request::ListEvents,
     };
     let outcome = load::run(&api, request, stop, concurrency, progress_bar(stop)).await;
-    let figures = Figures::of(&outcome);
+    let mut figures = Figures::of(&outcome);
+    figures.sent += setup_sent;
     report::print(args.mode, &outcome, &figures);
 
     let verdict = if verify {

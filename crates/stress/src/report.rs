@@ -5,6 +5,9 @@ use crate::load::Outcome;
 use crate::verify::Verdict;
 
 pub struct Figures {
+    /// Every request the load sent, warm-up and get mode's set-up included (not the read-back):
+    /// what a script that reads the server's CPU time around the run divides it by.
+    pub sent: u64,
     total: u64,
     ok: u64,
     failed: u64,
@@ -32,6 +35,7 @@ impl Figures {
         let h = &tally.latencies;
         let ms = |micros: u64| micros as f64 / 1000.0;
         Self {
+            sent: total + tally.uncounted,
             total,
             ok,
             failed: tally.failed(),
@@ -61,7 +65,7 @@ impl Figures {
         let l = &self.latency_ms;
         format!(
             "RESULT mode={} total={} ok={} failed={} success_pct={:.2} per_sec={:.1} \
-             p50_ms={:.2} p95_ms={:.2} p99_ms={:.2} max_ms={:.2} verified={verified}",
+             p50_ms={:.2} p95_ms={:.2} p99_ms={:.2} max_ms={:.2} verified={verified} sent={}",
             mode.name(),
             self.total,
             self.ok,
@@ -72,6 +76,7 @@ impl Figures {
             l.p95,
             l.p99,
             l.max,
+            self.sent,
         )
     }
 }
