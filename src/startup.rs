@@ -1,10 +1,9 @@
 //! Builds the running service: migrations, pool, executors, HTTP server.
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{from_fn, Compress};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::{
@@ -22,7 +21,9 @@ const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Open connections per worker; more wait in the listen backlog. The database pool, not the
 /// socket count, bounds throughput, so this only caps what idle or slow clients can hold.
 const MAX_CONNECTIONS_PER_WORKER: usize = 4096;
-/// Connections the kernel queues while every worker is at its maximum.
+/// Connections the kernel queues until a worker accepts them. Clients that open a connection
+/// per request (Go's default transport keeps 2 idle ones) arrive hundreds at once; when the
+/// queue is full the kernel drops their SYNs, and each waits a second for the retransmission.
 const BACKLOG: u32 = 1024;
 
 #[derive(Debug, thiserror::Error)]
@@ -79,8 +80,6 @@ impl Application {
         let app_draining = draining.clone();
         let cors_origins = config.cors_allowed_origins.clone();
         let request_timeout = config.request_timeout;
-        let listener = TcpListener::bind((config.host, config.port))?;
-        let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(move |req, next| {
@@ -92,9 +91,9 @@ impl Application {
                 .wrap(from_fn(crate::api::observe))
                 .wrap(from_fn(crate::api::close_when_draining))
                 // Outermost, so that it compresses the body that leaves (an error's too): gzip,
-                // br or zstd when the client asks (a 100-order page shrinks ~10×); nothing
-                // changes for one that does not.
-                .wrap(Compress::default())
+                // br or zstd when the client asks and the body is large enough to gain (a
+                // 100-order page shrinks ~10×).
+                .wrap(from_fn(crate::api::compress))
                 .app_data(executors.clone())
                 .app_data(api_keys.clone())
                 .app_data(app_draining.clone())
@@ -109,8 +108,14 @@ impl Application {
         // Stopping is ours: first drain (see `run_until_stopped`), then actix's graceful stop.
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
-        .listen(listener)?
-        .run();
+        // Bound by actix, which listens with `BACKLOG`: a listener bound by the standard
+        // library listens with 128 whatever `backlog` says.
+        .bind((config.host, config.port))?;
+        let port = server
+            .addrs()
+            .first()
+            .map_or(config.port, |addr| addr.port());
+        let server = server.run();
         log::info!(
             "listening on {}:{port} with {} db executor(s); API keys {}",
             config.host,
