@@ -3,6 +3,7 @@
 //! they never touch the database themselves.
 
 mod auth;
+mod compress;
 mod cors;
 mod error;
 mod events;
@@ -18,6 +19,7 @@ mod params;
 mod routes;
 
 pub use auth::ApiKeys;
+pub use compress::compress;
 pub use cors::{cors, CorsOrigins};
 pub use error::ApiError;
 pub use events::EventSignal;

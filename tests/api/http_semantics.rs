@@ -77,6 +77,57 @@ async fn answers_are_compressed_only_when_the_client_asks() {
 }
 
 #[actix_web::test]
+async fn answers_under_a_kilobyte_go_uncompressed_even_when_the_client_asks() {
+    // Go's HTTP client asks for gzip on every request: compressing an order of a few hundred
+    // bytes would cost the server more than the bytes it saves.
+    let app = spawn_app().await;
+    let created = app
+        .client
+        .post(app.url("/api/v1/orders"))
+        .header("accept-encoding", "gzip, br, zstd")
+        .json(&seed_order())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    for response in [
+        created,
+        app.client
+            .get(app.url(&location))
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(response.headers().get("content-encoding"), None);
+        let body = response.bytes().await.unwrap();
+        assert!(body.len() < 1024, "{} bytes", body.len());
+        serde_json::from_slice::<serde_json::Value>(&body).expect("plain JSON");
+    }
+}
+
+#[actix_web::test]
+async fn the_listener_queues_a_thousand_connections_for_clients_that_open_one_per_request() {
+    // With a queue of 128 (what a listener bound by the standard library gets), 500 clients
+    // connecting at once had SYNs dropped, each costing its client a second.
+    let app = spawn_app().await;
+    let port = app.address.rsplit(':').next().unwrap();
+    let listed = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2) lists the listening sockets");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    // State, Recv-Q, Send-Q (for a listener: its queue's length), local address, peer.
+    let queue: u32 = listed
+        .split_whitespace()
+        .nth(2)
+        .and_then(|q| q.parse().ok())
+        .unwrap_or_else(|| panic!("a listener on port {port}: {listed:?}"));
+    assert!(queue >= 1024, "the listen queue holds {queue}");
+}
+
+#[actix_web::test]
 async fn every_answer_compressed_on_request_is_really_compressed() {
     let app = spawn_app().await;
     let id = app.created(&seed_order()).await["id"].as_i64().unwrap();
