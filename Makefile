@@ -26,8 +26,8 @@ test-contract: ## fuzz the server on BASE_URL (started if none answers) against 
 test-stress: ## stress test: 1,000 orders, 100 in flight, all read back and counted (server started if none answers)
 	scripts/stress.sh 1000 100
 
-test-stress-extreme: ## EXTREME stress test: 10,000 orders, 500 in flight with at most 2 idle connections (as the seed's Go client), all read back and counted
-	scripts/stress.sh 10000 500 --timeout 60s --max-idle 2
+test-stress-extreme: ## EXTREME stress test: 10,000 orders, 500 in flight, as the seed's Go client sends them (at most 2 idle connections, gzip asked for), all read back and counted
+	scripts/stress.sh 10000 500 --timeout 60s --max-idle 2 --accept-encoding gzip
 
 test-all-stress: test-stress test-stress-extreme ## both stress tests
 

@@ -5,8 +5,9 @@
 # against A, B, A, B … for ROUNDS (3) rounds, each side on a fresh database of the bench cluster
 # (the one `make bench` uses, with its durable settings):
 #   seed    the seed's extreme stress test as its Go client makes it: 10,000 orders, 500 in
-#           flight, at most 2 idle connections (so nearly every request opens a connection);
-#           run first, on the empty database, as a user runs it;
+#           flight, at most 2 idle connections (so nearly every request opens a connection),
+#           Accept-Encoding: gzip on every request (as Go's transport sends it); run first, on
+#           the empty database, as a user runs it;
 #   create  creates at CLIENTS (100) in flight on keep-alive connections, DURATION (8) s;
 #   get     reads of random orders by id, the same way;
 #   list    list pages of 10, the same way.
@@ -104,7 +105,7 @@ fi
 
 stress_flags() {
   case "$1" in
-    seed) echo "--mode create --orders 10000 --concurrency 500 --max-idle 2 --timeout 60s --no-verify" ;;
+    seed) echo "--mode create --orders 10000 --concurrency 500 --max-idle 2 --accept-encoding gzip --timeout 60s --no-verify" ;;
     create) echo "--mode create --concurrency $CLIENTS --duration ${DURATION}s --warmup 2s --no-verify" ;;
     get | list) echo "--mode $1 --concurrency $CLIENTS --duration ${DURATION}s --warmup 2s" ;;
   esac
