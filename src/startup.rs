@@ -5,6 +5,7 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
+use tokio::sync::watch;
 
 use crate::actors::{
     delivery_lease, start_dispatcher, DispatcherHandle, Executors, PurgeEvents,
@@ -50,8 +51,10 @@ impl Application {
         let applied = run_migrations(&config.database).await?;
         log::info!("database ready ({applied} migration(s) applied)");
         let pool = Pool::build(&config.database, &config.pool);
+        let (events_committed, events) = watch::channel(0);
         let (outbox, handoffs) = Outbox::start(
             pool.clone(),
+            events_committed.clone(),
             config.webhook_urls.clone().into(),
             delivery_lease(config.webhook_timeout),
         );
@@ -62,7 +65,7 @@ impl Application {
             outbox,
         ));
         actix_web::rt::spawn(purge_expired(executors.clone(), config.events_retention));
-        let events = listen_for_events(config.database.clone());
+        listen_for_events(config.database.clone(), events_committed);
         let dispatcher = match (handoffs, &config.webhook_secret) {
             (Some(handoffs), Some(secret)) => {
                 let settings = WebhookSettings {

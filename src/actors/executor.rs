@@ -415,7 +415,12 @@ mod tests {
     async fn a_panicking_executor_is_restarted_and_serves_the_next_request() {
         // One executor, so the next message must be served by the restarted actor.
         let pool = pool();
-        let (outbox, _) = Outbox::start(pool.clone(), Arc::from([]), Duration::ZERO);
+        let (outbox, _) = Outbox::start(
+            pool.clone(),
+            tokio::sync::watch::Sender::new(0),
+            Arc::from([]),
+            Duration::ZERO,
+        );
         let executors = Executors::start(1, pool, Duration::from_secs(2), outbox);
         executors
             .send(CheckHealth)

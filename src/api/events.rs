@@ -21,7 +21,8 @@ use crate::domain::{
     EventsRequest, PageLimit, ValidationErrors,
 };
 
-/// Changes whenever a transaction that wrote events commits (see `db::listen_for_events`).
+/// Changes whenever a transaction that wrote events commits: at once for this instance's
+/// (`db::Outbox`), through `NOTIFY` for the others' (`db::listen_for_events`).
 #[derive(Clone)]
 pub struct EventSignal(pub watch::Receiver<u64>);
 

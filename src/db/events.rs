@@ -232,11 +232,11 @@ pub async fn purge_events(
     )
 }
 
-/// Keeps one connection LISTENing for committed events, for as long as the returned receiver
-/// (or a clone) lives. Its value changes on every notification, and after every reconnection
-/// (a notification may have been missed meanwhile), so readers waiting for events look again.
-pub fn listen_for_events(options: ConnectOptions) -> watch::Receiver<u64> {
-    let (signal, receiver) = watch::channel(0);
+/// Keeps one connection LISTENing for events committed by other instances, for as long as a
+/// receiver of `signal` lives. It moves `signal` on every notification, and after every
+/// reconnection (a notification may have been missed meanwhile), so that readers waiting for
+/// events look again. (This instance's commits move it themselves: `Outbox`.)
+pub fn listen_for_events(options: ConnectOptions, signal: watch::Sender<u64>) {
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -250,7 +250,6 @@ pub fn listen_for_events(options: ConnectOptions) -> watch::Receiver<u64> {
             tokio::time::sleep(RELISTEN_AFTER).await;
         }
     });
-    receiver
 }
 
 /// Listens until the connection ends.
@@ -262,11 +261,11 @@ async fn listen(options: &ConnectOptions, signal: &watch::Sender<u64>) -> Result
     diesel::sql_query(format!("LISTEN {EVENTS_CHANNEL}"))
         .execute(&mut conn)
         .await?;
-    signal.send_modify(|n| *n += 1);
+    signal.send_modify(|n| *n = n.wrapping_add(1));
     let mut notifications = std::pin::pin!(conn.notifications_stream());
     while let Some(notification) = notifications.next().await {
         notification?;
-        signal.send_modify(|n| *n += 1);
+        signal.send_modify(|n| *n = n.wrapping_add(1));
     }
     Err(StoreError::Unavailable(
         "the listening connection closed".into(),

@@ -1,14 +1,18 @@
 //! The outbox's writing side: events go in the transaction of their change, with a delivery
-//! row per webhook URL, and once that transaction has committed the listeners of every instance
-//! (`events::listen_for_events`) are told, and the events are handed to this instance's webhook
+//! row per webhook URL, and once that transaction has committed the feed's readers are woken
+//! (this instance's from memory, every other instance's through `NOTIFY` and their
+//! `events::listen_for_events`), and the events are handed to this instance's webhook
 //! dispatcher.
 //!
-//! The wake-up is not sent from the writing transaction. PostgreSQL makes the commits of
+//! The `NOTIFY` is not sent from the writing transaction. PostgreSQL makes the commits of
 //! notifying transactions wait for one another: `NOTIFY` takes a database-wide lock that is held
 //! until the commit record is flushed to disk, so executors whose batches would share one WAL
-//! flush flush one after the other instead. So a commit only asks for a wake-up here, and one
-//! task per instance sends them, one at a time: requests that arrive while one is being sent are
-//! answered together by the next.
+//! flush flush one after the other instead. Nor is one sent per commit: it is a transaction of
+//! its own, with a transaction id and a commit record, and one per batch cost a quarter of
+//! PostgreSQL's CPU per create at ten orders a batch (docs/PERFORMANCE.md). So a commit wakes
+//! this instance's readers at once and asks for a `NOTIFY`, and one task per instance sends
+//! them, at most one per `NOTIFY_EVERY`: requests that arrive meanwhile are answered together by
+//! the next. Readers on other instances wait that much longer at most.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +20,7 @@ use std::time::{Duration, Instant};
 use diesel::sql_types::{Array, BigInt, Text, Timestamptz};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::models::stored_position;
 use super::{Pool, StoreError};
@@ -24,6 +28,8 @@ use crate::domain::{Event, EventPosition, NewEvent};
 
 /// The channel the listeners LISTEN on.
 pub(super) const EVENTS_CHANNEL: &str = "order_events";
+/// Shortest time between two wake-ups of the other instances' readers.
+const NOTIFY_EVERY: Duration = Duration::from_millis(20);
 /// Handoffs waiting for the dispatcher, at most; more are dropped, and their deliveries go out
 /// when their leases run out, by the dispatchers' claims. A handoff is a commit's events, up to
 /// a batch of 100 orders' JSON, so this bounds what a stuck receiver can make the instance
@@ -35,8 +41,10 @@ const HANDOFFS_QUEUED: usize = 64;
 #[derive(Clone)]
 pub struct Outbox {
     webhooks: Option<Webhooks>,
-    /// Room for one request: a full channel means a wake-up is due already.
-    wake: mpsc::Sender<()>,
+    /// This instance's readers of the feed (`listen_for_events` moves it too).
+    readers: watch::Sender<u64>,
+    /// Room for one request: a full channel means a `NOTIFY` is due already.
+    notify: mpsc::Sender<()>,
 }
 
 /// Every event gets a delivery row per URL, written with it and leased to this instance: the
@@ -71,17 +79,18 @@ pub(super) struct DeliveryRows<'a> {
 }
 
 impl Outbox {
-    /// Starts the task that sends the wake-ups, on the current runtime; it ends when the last
-    /// clone of the outbox is dropped. With webhook URLs, deliveries are leased for `lease`
-    /// when written, and the handoffs are returned for the dispatcher, which must take the
-    /// first attempt of each within that time.
+    /// Starts the task that sends the `NOTIFY`s, on the current runtime; it ends when the last
+    /// clone of the outbox is dropped. Every commit moves `readers`. With webhook URLs,
+    /// deliveries are leased for `lease` when written, and the handoffs are returned for the
+    /// dispatcher, which must take the first attempt of each within that time.
     pub fn start(
         pool: Pool,
+        readers: watch::Sender<u64>,
         webhook_urls: Arc<[String]>,
         lease: Duration,
     ) -> (Self, Option<Handoffs>) {
-        let (wake, wanted) = mpsc::channel(1);
-        tokio::spawn(wake_listeners(pool, wanted));
+        let (notify, wanted) = mpsc::channel(1);
+        tokio::spawn(notify_other_instances(pool, wanted));
         let (webhooks, handoffs) = if webhook_urls.is_empty() {
             (None, None)
         } else {
@@ -93,7 +102,12 @@ impl Outbox {
             };
             (Some(webhooks), Some(handoffs))
         };
-        (Self { webhooks, wake }, handoffs)
+        let outbox = Self {
+            webhooks,
+            readers,
+            notify,
+        };
+        (outbox, handoffs)
     }
 
     pub(super) fn delivery_rows(&self) -> DeliveryRows<'_> {
@@ -117,8 +131,9 @@ impl Outbox {
         began: Instant,
         events: impl FnOnce() -> Result<Vec<Event>, serde_json::Error>,
     ) {
-        // Full: a wake-up not yet sent covers this commit too. Closed: the runtime is ending.
-        let _ = self.wake.try_send(());
+        self.readers.send_modify(|n| *n = n.wrapping_add(1));
+        // Full: a NOTIFY not yet sent covers this commit too. Closed: the runtime is ending.
+        let _ = self.notify.try_send(());
         let Some(webhooks) = &self.webhooks else {
             return;
         };
@@ -147,8 +162,14 @@ pub(super) fn micros(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
-async fn wake_listeners(pool: Pool, mut wanted: mpsc::Receiver<()>) {
+async fn notify_other_instances(pool: Pool, mut wanted: mpsc::Receiver<()>) {
+    let mut next = tokio::time::Instant::now();
     while wanted.recv().await.is_some() {
+        tokio::time::sleep_until(next).await;
+        // A request made while this one waited is answered by the same NOTIFY, sent after its
+        // commit.
+        let _ = wanted.try_recv();
+        next = tokio::time::Instant::now() + NOTIFY_EVERY;
         let sent = match pool.get().await {
             Ok(mut conn) => notify(&mut conn).await,
             Err(e) => Err(e),

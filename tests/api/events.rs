@@ -186,6 +186,40 @@ async fn a_waiting_request_is_answered_when_an_event_is_committed() {
     );
 }
 
+#[actix_web::test]
+async fn a_request_waiting_on_another_instance_is_answered_when_an_event_is_committed() {
+    let app = spawn_app().await;
+    let other = app.another_instance().await;
+    app.created(&seed_order()).await;
+    let cursor = app.all_events().await[0]["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let waiting = app
+        .client
+        .get(format!("{other}/api/v1/events?after={cursor}&wait=10"))
+        .send();
+    let create = async {
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+        let created = app.created(&seed_order()).await;
+        (created, Instant::now())
+    };
+    let (response, (created, committed)) = futures_util::join!(waiting, create);
+    let answered = committed.elapsed();
+
+    let page: Value = response.unwrap().json().await.unwrap();
+    assert_eq!(page["events"][0]["data"]["order"]["id"], created["id"]);
+    println!(
+        "long-poll on another instance answered {:.1} ms after the create's 201",
+        answered.as_secs_f64() * 1000.0
+    );
+    assert!(
+        answered < Duration::from_secs(5),
+        "woken by the other instance's NOTIFY, not by the end of the 10 s wait ({answered:?})"
+    );
+}
+
 /// Reads `count` events from the stream starting at `last_event_id`; their (cursor, id).
 async fn read_stream(
     app: &TestApp,

@@ -246,25 +246,35 @@ async fn start(tweak: impl FnOnce(&mut Config), metrics_permits: u32) -> TestApp
         .expect("the semaphore is never closed");
     capture_logs();
     let db = TestDb::create().await;
+    let mut config = test_config(&db.url);
+    tweak(&mut config);
+    TestApp {
+        address: serve(config).await,
+        client: reqwest::Client::new(),
+        db,
+        _metrics: metrics,
+    }
+}
+
+fn test_config(database_url: &str) -> Config {
     let mut config = Config::from_lookup(|_| None).expect("default configuration");
     config.host = [127, 0, 0, 1].into();
     config.port = 0;
-    config.database = connect_options(&db.url);
+    config.database = connect_options(database_url);
     config.pool.max_size = 10;
     config.pool.min_idle = 0;
     config.executors = 2;
-    tweak(&mut config);
+    config
+}
+
+/// Starts the application; its base URL.
+async fn serve(config: Config) -> String {
     let app = Application::build(config)
         .await
         .expect("application starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     actix_rt::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        client: reqwest::Client::new(),
-        db,
-        _metrics: metrics,
-    }
+    address
 }
 
 /// What the service logged, as (level, message), for tests of the log itself. Every test app
@@ -317,6 +327,12 @@ pub fn seed_order() -> Value {
 }
 
 impl TestApp {
+    /// Another instance of the service on this app's database, as a second replica behind a
+    /// load balancer; its base URL. It serves until the test ends.
+    pub async fn another_instance(&self) -> String {
+        serve(test_config(&self.db.url)).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
