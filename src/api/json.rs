@@ -1,7 +1,8 @@
 //! How request bodies are read, so that every missing or mistyped field is reported at once.
 
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned};
 use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 
 use crate::domain::Given;
 
@@ -35,14 +36,32 @@ impl<T> JsonKind for Vec<T> {
 
 impl<'de, T: DeserializeOwned> Deserialize<'de> for Field<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // Only bytes that are not JSON at all fail here; a value of the wrong type is kept as
-        // `WrongType` for the domain to report.
-        let value = serde_json::Value::deserialize(deserializer)?;
-        if value.is_null() {
+        // The field's JSON text, checked to be JSON and borrowed from the body, then read as a
+        // `T`. (Not through a `serde_json::Value`: that builds a tree of the whole value and
+        // takes every number through a float and back to text, a third of the cost of reading
+        // a create's body.) Only bytes that are not JSON fail the body; a value of the wrong
+        // type is kept as `WrongType` for the domain to report.
+        let raw = <&RawValue>::deserialize(deserializer)?;
+        if raw.get() == "null" {
             return Ok(Self::Missing);
         }
-        Ok(T::deserialize(value).map_or(Self::WrongType, Self::Given))
+        match serde_json::from_str(raw.get()) {
+            Ok(value) => Ok(Self::Given(value)),
+            Err(e) if e.is_data() => Ok(Self::WrongType),
+            // Checking the text as JSON leaves escapes undecoded, so a bad one (a lone
+            // surrogate) shows only now. The body is not JSON: `is_not_json` tells.
+            Err(e) => Err(de::Error::custom(format_args!("{NOT_JSON}{e}"))),
+        }
     }
+}
+
+/// How a field's error says that the body is not JSON after all.
+const NOT_JSON: &str = "in a field's value: ";
+
+/// Whether reading a body failed because it is not JSON, rather than because a well-formed
+/// value has the wrong shape.
+pub fn is_not_json(error: &serde_json::Error) -> bool {
+    !error.is_data() || error.to_string().starts_with(NOT_JSON)
 }
 
 impl<T: JsonKind> Field<T> {

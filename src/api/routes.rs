@@ -4,6 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::auth::require_api_key;
 use super::error::ErrorCode;
+use super::json::is_not_json;
 use super::events::{event_deliveries, list_events, stream_events};
 use super::health::{health, live, ready};
 use super::metrics::metrics;
@@ -133,7 +134,7 @@ fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
         }
         // Every field is read leniently (`json::Field`), so well-formed JSON fails here only
         // when the body as a whole has the wrong shape (not an object, a duplicated field).
-        JsonPayloadError::Deserialize(e) if e.is_data() => {
+        JsonPayloadError::Deserialize(e) if !is_not_json(&e) => {
             ValidationErrors::single("body", e.to_string()).into()
         }
         JsonPayloadError::Deserialize(e) => {
