@@ -92,7 +92,6 @@ impl Application {
                 // Sees every answer, the other middleware's included, and gives error answers
                 // their JSON body.
                 .wrap(from_fn(crate::api::observe))
-                .wrap(from_fn(crate::api::close_when_draining))
                 // Outermost, so that it compresses the body that leaves (an error's too): gzip,
                 // br or zstd when the client asks and the body is large enough to gain (a
                 // 100-order page shrinks ~10×).

@@ -104,13 +104,18 @@ async fn run() -> Result<(), String> {
                 .await
                 .map_err(|e| format!("/health/ready after SIGTERM: {e}"))?;
             if ready.status() == 503 || sent.elapsed() > GRACE {
-                return Ok::<_, String>((sent, ready.status(), sent.elapsed()));
+                // Every answer of a draining instance tells the client to reconnect elsewhere.
+                let closes = ready
+                    .headers()
+                    .get("connection")
+                    .is_some_and(|value| value == "close");
+                return Ok::<_, String>((sent, ready.status(), sent.elapsed(), closes));
             }
             actix_rt::time::sleep(Duration::from_millis(10)).await;
         }
     };
     let (acked, signalled) = futures_util::join!(drain.run(&http, &stats), sigterm);
-    let (sent, ready_status, ready_after) = signalled?;
+    let (sent, ready_status, ready_after, closes) = signalled?;
     let status = server.wait(Duration::from_secs(15))?;
     let report = verify(&cluster.url(), drain.prefix, &acked, false).await?;
     let answered_in_grace = acked.iter().filter(|a| a.at > sent).count();
@@ -134,6 +139,9 @@ async fn run() -> Result<(), String> {
         return Err(format!(
             "/health/ready still answered {ready_status} {ready_after:?} after SIGTERM, past the grace period"
         ));
+    }
+    if !closes {
+        return Err("the draining instance's 503 did not carry Connection: close".into());
     }
     if last_ack.saturating_duration_since(sent) < GRACE / 2 {
         return Err(format!(

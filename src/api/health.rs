@@ -3,10 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
-use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -24,7 +21,7 @@ impl Draining {
         self.0.store(true, Ordering::Relaxed);
     }
 
-    fn is_on(&self) -> bool {
+    pub(super) fn is_on(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
 }
@@ -133,23 +130,4 @@ fn unavailable() -> actix_web::HttpResponseBuilder {
     let mut response = HttpResponse::ServiceUnavailable();
     response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
     response
-}
-
-/// While draining, every answer carries `Connection: close`, so that clients and proxies that
-/// keep connections open reconnect, and land on an instance that is staying.
-pub async fn close_when_draining(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let draining = req
-        .app_data::<web::Data<Draining>>()
-        .is_some_and(|draining| draining.is_on());
-    let mut response = next.call(req).await?;
-    if draining {
-        response
-            .response_mut()
-            .head_mut()
-            .set_connection_type(actix_web::http::ConnectionType::Close);
-    }
-    Ok(response)
 }

@@ -23,7 +23,7 @@ pub use compress::compress;
 pub use cors::{cors, CorsOrigins};
 pub use error::ApiError;
 pub use events::EventSignal;
-pub use health::{close_when_draining, Draining};
+pub use health::Draining;
 pub use limits::body_deadline;
 pub use observe::observe;
 pub use routes::configure;

@@ -1,5 +1,6 @@
 //! What every request leaves behind for operators: its id (`X-Request-Id`, echoed and quoted in
-//! error bodies), one access-log line, and its count and latency in the metrics.
+//! error bodies), one access-log line, and its count and latency in the metrics. And, since it
+//! sees every answer, the one thing a draining instance tells every client: `Connection: close`.
 
 use std::time::Instant;
 
@@ -7,13 +8,14 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
 use actix_web::http::header::HeaderValue;
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::{ConnectionType, Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::HttpResponse;
+use actix_web::{web, HttpResponse};
 use log::Level;
 
 use super::error::identify;
 use super::headers::X_REQUEST_ID;
+use super::health::Draining;
 use crate::domain::RequestId;
 use crate::metrics;
 
@@ -40,10 +42,20 @@ pub async fn observe(
         .unwrap_or_else(RequestId::generate);
     let method = method_label(req.method());
     let path = req.path().to_owned();
+    let draining = req
+        .app_data::<web::Data<Draining>>()
+        .is_some_and(|draining| draining.is_on());
     match next.call(req).await {
         Ok(response) => {
             let (request, response) = response.map_into_boxed_body().into_parts();
-            let response = tag(identify(response, &id), &id);
+            let mut response = tag(identify(response, &id), &id);
+            if draining {
+                // So that clients and proxies that keep connections open reconnect, and land
+                // on an instance that is staying.
+                response
+                    .head_mut()
+                    .set_connection_type(ConnectionType::Close);
+            }
             let route = request.match_pattern();
             record(
                 method,

@@ -4,9 +4,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::auth::require_api_key;
 use super::error::ErrorCode;
-use super::json::is_not_json;
 use super::events::{event_deliveries, list_events, stream_events};
 use super::health::{health, live, ready};
+use super::json::is_not_json;
 use super::metrics::metrics;
 use super::openapi::{docs, openapi_json, DOCS_PATH, OPENAPI_PATH};
 use super::orders::{create_order, get_order, list_orders, order_history, update_status};
