@@ -5,10 +5,21 @@
 #           against our POST /api/v1/orders driven by the stress client, at each of CLIENTS;
 #   get     pgbench running the two SELECTs of a read (scripts/bench/get-order.sql) against
 #           our GET /api/v1/orders/{id}, at 100 clients;
-#   list    our GET /api/v1/orders?limit=10, pages per second, at 100 clients, and again with
+# and at 100 clients, pgbench running the very statements the server sends for a request, in
+# its own text (as pg_stat_statements shows them), against that request, for
+#   list    the newest page, the page and then its items (scripts/bench/list-orders.sql), against
+#           our GET /api/v1/orders?limit=10, and again, without a pgbench figure, with
 #           Accept-Encoding: gzip (what compression costs);
-#   events  our GET /api/v1/events?limit=10, the feed's first page, at 100 clients, right after
-#           list so that the two page rates can be compared;
+#   events  the feed's first page, then the orders of its events and their items
+#           (scripts/bench/list-events.sql), against our GET /api/v1/events?limit=10, right
+#           after list so that the two page rates can be compared;
+#   list pending  the same for one status (scripts/bench/list-orders-by-status.sql) against our
+#           GET /api/v1/orders?status=pending&limit=10;
+#   status  the transaction of a move (scripts/bench/change-status.sql), each pgbench
+#           transaction moving another of the orders created so far, against our
+#           PUT /api/v1/orders/{id}/status {"status":"processing"}, each request moving another
+#           of the orders the stress client creates first, unmeasured: as many as pgbench's
+#           rate moves in the warm-up and the run;
 #   create+hook  creates at 100 clients again, on a server that also delivers every event to a
 #           webhook receiver on loopback (webhook-receiver of crates/stress, BENCH_HOOK_PORT, 18091);
 # and prints a table with the ratios, the stress client's p50/p99 and the server's peak RSS.
@@ -22,6 +33,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 DURATION="${DURATION:-10}"
+WARMUP=2
 CLIENTS="${CLIENTS:-100 500}"
 PG_PORT="${BENCH_PG_PORT:-55462}"
 HTTP_PORT="${BENCH_HTTP_PORT:-18090}"
@@ -66,7 +78,14 @@ pgbench_tps() {
 }
 stress() {
   "$(bin_path stress)" --base-url "$BASE_URL" --database-url "$DB_URL" \
-    --duration "${DURATION}s" --warmup 2s "$@" | tee -a "$DATA/bench-stress.log" | grep '^RESULT'
+    --duration "${DURATION}s" --warmup "${WARMUP}s" "$@" | tee -a "$DATA/bench-stress.log" | grep '^RESULT'
+}
+
+# page_ids [CONDITION]: the ids of the first list page of the orders that meet CONDITION (a
+# WHERE clause), newest first, as the server binds them when it reads the page's items.
+page_ids() {
+  "${PSQL[@]}" -d "$DB" -tAc "SELECT array_agg(id ORDER BY created_at DESC, id DESC)
+    FROM (SELECT id, created_at FROM orders ${1:-} ORDER BY created_at DESC, id DESC LIMIT 10) AS page"
 }
 
 rows=()
@@ -89,12 +108,35 @@ for clients in $CLIENTS; do
     read -r min_id max_id < <("${PSQL[@]}" -d "$DB" -tA -F ' ' -c "SELECT min(id), max(id) FROM orders")
     ceiling="$(pgbench_tps -f scripts/bench/get-order.sql -c 100 -D min_id="$min_id" -D max_id="$max_id")"
     row "get by id" 100 "$ceiling" "$(stress --mode get --concurrency 100)"
-    say "bench: list pages at 100 clients"
-    row "list" 100 "-" "$(stress --mode list --concurrency 100)"
-    say "bench: event feed pages at 100 clients"
-    row "events" 100 "-" "$(stress --mode events --concurrency 100)"
+    say "bench: list pages at 100 clients: pgbench, then ordersvc"
+    ceiling="$(pgbench_tps -f scripts/bench/list-orders.sql -c 100 -D page_ids="$(page_ids)")"
+    row "list" 100 "$ceiling" "$(stress --mode list --concurrency 100)"
+    say "bench: event feed pages at 100 clients: pgbench, then ordersvc"
+    order_ids="$("${PSQL[@]}" -d "$DB" -tAc "SELECT array_agg(order_id ORDER BY tx_id, id)
+      FILTER (WHERE data IS NULL) FROM (SELECT * FROM order_events ORDER BY tx_id, id LIMIT 10) AS page")"
+    ceiling="$(pgbench_tps -f scripts/bench/list-events.sql -c 100 -D order_ids="$order_ids")"
+    row "events" 100 "$ceiling" "$(stress --mode events --concurrency 100)"
     say "bench: list pages at 100 clients, gzip asked for"
     row "list gzip" 100 "-" "$(stress --mode list --concurrency 100 --accept-encoding gzip)"
+    say "bench: list pages of pending orders at 100 clients: pgbench, then ordersvc"
+    ceiling="$(pgbench_tps -f scripts/bench/list-orders-by-status.sql -c 100 -D status=pending \
+      -D page_ids="$(page_ids "WHERE status = 'pending'")")"
+    row "list pending" 100 "$ceiling" \
+      "$(stress --mode list --list-query 'status=pending&limit=10' --concurrency 100)"
+    # Last at 100 clients: it creates orders and moves them, which changes the pages read above.
+    say "bench: status changes at 100 clients: pgbench, then ordersvc"
+    pending="$("${PSQL[@]}" -d "$DB" -tAc "SELECT count(*) FROM orders
+      WHERE id BETWEEN $min_id AND $max_id AND status = 'pending'")"
+    [ "$pending" -eq $((max_id - min_id + 1)) ] ||
+      die "orders $min_id to $max_id are not all there and pending: change-status.sql would fail"
+    order_json="$(curl -fs "$BASE_URL/api/v1/orders/$min_id" | sed 's/"status":"pending"/"status":"processing"/')"
+    ceiling="$(pgbench_tps -f scripts/bench/change-status.sql -c 100 -D min_id="$min_id" \
+      -D max_id="$max_id" -D clients=100 -D moved=0 -D from=pending -D to=processing -D urls='{}' \
+      -D order_json="$order_json")"
+    [ $((ceiling * DURATION)) -le "$pending" ] ||
+      say "bench: pgbench ran out of its $pending pending orders and moved some twice (see change-status.sql)"
+    row "status" 100 "$ceiling" \
+      "$(stress --mode status --concurrency 100 --orders $((ceiling * (WARMUP + DURATION))))"
   fi
 done
 

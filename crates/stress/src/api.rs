@@ -49,10 +49,62 @@ pub enum Request {
     CreateOrder,
     /// GET one of these orders, picked by n.
     GetOrder { among: Vec<i64> },
-    /// GET the newest ten orders.
-    ListOrders,
+    /// GET the list page this query string asks for.
+    ListOrders { query: String },
     /// GET the event feed's first page: its oldest ten events.
     ListEvents,
+    /// PUT order number n of these from pending to processing: a move each, as long as every
+    /// order is pending and is sent once.
+    ChangeStatus { among: Vec<i64> },
+}
+
+/// One request as it goes on the wire, and the status that answers it.
+struct Call {
+    method: Method,
+    path: String,
+    body: Option<String>,
+    expected: StatusCode,
+}
+
+impl Request {
+    /// How many requests can be sent, when that is bounded: each order moves once.
+    pub fn most(&self) -> Option<u64> {
+        match self {
+            Request::ChangeStatus { among } => Some(among.len() as u64),
+            _ => None,
+        }
+    }
+
+    /// Request number n.
+    fn nth(&self, n: u64) -> Call {
+        let get = |path: String| Call {
+            method: Method::GET,
+            path,
+            body: None,
+            expected: StatusCode::OK,
+        };
+        match self {
+            Request::CreateOrder => Call {
+                method: Method::POST,
+                path: "/api/v1/orders".to_owned(),
+                body: Some(order::body(n).to_string()),
+                expected: StatusCode::CREATED,
+            },
+            Request::GetOrder { among } => {
+                let pick = scatter(n) % among.len() as u64;
+                get(format!("/api/v1/orders/{}", among[pick as usize]))
+            }
+            Request::ListOrders { query } => get(format!("/api/v1/orders?{query}")),
+            Request::ListEvents => get("/api/v1/events?limit=10".to_owned()),
+            Request::ChangeStatus { among } => Call {
+                method: Method::PUT,
+                // The load loop sends numbers 1 to `most()` only.
+                path: format!("/api/v1/orders/{}/status", among[(n - 1) as usize]),
+                body: Some(r#"{"status":"processing"}"#.to_owned()),
+                expected: StatusCode::OK,
+            },
+        }
+    }
 }
 
 /// The service's address and how to talk to it. Cheap to clone: every worker holds one.
@@ -213,35 +265,12 @@ struct CreatedOrder {
 
 impl Session {
     pub async fn send(&mut self, request: &Request, n: u64) -> Answer {
-        let (method, path, body, expected) = match request {
-            Request::CreateOrder => (
-                Method::POST,
-                "/api/v1/orders".to_owned(),
-                Some(order::body(n).to_string()),
-                StatusCode::CREATED,
-            ),
-            Request::GetOrder { among } => {
-                let pick = scatter(n) % among.len() as u64;
-                (
-                    Method::GET,
-                    format!("/api/v1/orders/{}", among[pick as usize]),
-                    None,
-                    StatusCode::OK,
-                )
-            }
-            Request::ListOrders => (
-                Method::GET,
-                "/api/v1/orders?limit=10".to_owned(),
-                None,
-                StatusCode::OK,
-            ),
-            Request::ListEvents => (
-                Method::GET,
-                "/api/v1/events?limit=10".to_owned(),
-                None,
-                StatusCode::OK,
-            ),
-        };
+        let Call {
+            method,
+            path,
+            body,
+            expected,
+        } = request.nth(n);
         let timeout = self.target.timeout;
         let (status, body) =
             match tokio::time::timeout(timeout, self.exchange(method, &path, body)).await {
@@ -339,4 +368,47 @@ fn scatter(n: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_mode_moves_each_of_its_orders_once_to_processing() {
+        let among = vec![7, 3, 12];
+        let request = Request::ChangeStatus {
+            among: among.clone(),
+        };
+        assert_eq!(request.most(), Some(3));
+        let paths: Vec<String> = (1..=3)
+            .map(|n| {
+                let call = request.nth(n);
+                assert_eq!(call.method, Method::PUT);
+                assert_eq!(call.expected, StatusCode::OK);
+                let body: Value =
+                    serde_json::from_str(&call.body.expect("a body")).expect("the body is JSON");
+                assert_eq!(body, serde_json::json!({ "status": "processing" }));
+                call.path
+            })
+            .collect();
+        let expected: Vec<String> = among
+            .iter()
+            .map(|id| format!("/api/v1/orders/{id}/status"))
+            .collect();
+        assert_eq!(paths, expected);
+    }
+
+    #[test]
+    fn list_mode_asks_for_its_query_and_other_modes_are_unbounded() {
+        let request = Request::ListOrders {
+            query: "status=pending&limit=10".to_owned(),
+        };
+        assert_eq!(
+            request.nth(1).path,
+            "/api/v1/orders?status=pending&limit=10"
+        );
+        assert_eq!(request.most(), None);
+        assert_eq!(Request::GetOrder { among: vec![1] }.most(), None);
+    }
 }

@@ -20,7 +20,9 @@ pub struct Args {
     pub base_url: String,
 
     /// Requests to send (create: orders to create). Ignored with --duration, except that get
-    /// mode creates at most 1,000 orders to read, fewer when this is smaller.
+    /// mode creates at most 1,000 orders to read, fewer when this is smaller, and status mode
+    /// creates this many orders to move: each can move once, so the run ends when all have,
+    /// before --duration is up if need be.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub orders: u64,
 
@@ -44,10 +46,15 @@ pub struct Args {
     #[arg(long, default_value_t = 100.0, value_parser = percentage)]
     pub min_success: f64,
 
-    /// What to send: create orders, read random orders by id, list the newest ten, or read the
-    /// event feed's first page (its ten oldest events).
+    /// What to send: create orders, read random orders by id, list the newest ten (or the page
+    /// --list-query asks for), read the event feed's first page (its ten oldest events), or
+    /// move orders from pending to processing (orders it creates first, unmeasured).
     #[arg(long, value_enum, default_value_t = Mode::Create)]
     pub mode: Mode,
+
+    /// List mode: the query string of the page to ask for, e.g. `status=pending&limit=10`.
+    #[arg(long, value_name = "QUERY", default_value = "limit=10", value_parser = query_string)]
+    pub list_query: String,
 
     /// Sent as `Authorization: Bearer <key>`, for a server with API_KEYS set.
     #[arg(long, env = "API_KEY", hide_env_values = true)]
@@ -80,6 +87,7 @@ pub enum Mode {
     Get,
     List,
     Events,
+    Status,
 }
 
 impl Mode {
@@ -89,6 +97,7 @@ impl Mode {
             Mode::Get => "get",
             Mode::List => "list",
             Mode::Events => "events",
+            Mode::Status => "status",
         }
     }
 }
@@ -122,6 +131,14 @@ fn percentage(raw: &str) -> Result<f64, String> {
     }
 }
 
+/// Checked once here: a query string that is not one would fail every request of the run.
+fn query_string(raw: &str) -> Result<String, String> {
+    match http::uri::PathAndQuery::try_from(format!("/?{raw}")) {
+        Ok(parsed) if parsed.query() == Some(raw) => Ok(raw.to_owned()),
+        _ => Err("expected a URL query string, e.g. status=pending&limit=10".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +151,26 @@ mod tests {
             let args = Args::try_parse_from(["stress", "--mode", mode.name()])
                 .unwrap_or_else(|e| panic!("--mode {}: {e}", mode.name()));
             assert_eq!(args.mode, mode, "--mode {}", mode.name());
+        }
+    }
+
+    #[test]
+    fn list_query_must_be_a_url_query_string() {
+        for good in [
+            "limit=10",
+            "status=pending&limit=10",
+            "customer_email=a%40b.c",
+            "",
+        ] {
+            let args = Args::try_parse_from(["stress", "--list-query", good])
+                .unwrap_or_else(|e| panic!("--list-query {good:?}: {e}"));
+            assert_eq!(args.list_query, good);
+        }
+        for bad in ["status=pending limit=10", "limit=10#top", "limit=\n10"] {
+            assert!(
+                Args::try_parse_from(["stress", "--list-query", bad]).is_err(),
+                "--list-query {bad:?} must be rejected"
+            );
         }
     }
 }

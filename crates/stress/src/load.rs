@@ -42,7 +42,8 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
-/// Sends `request` number n = 1, 2, … from `concurrency` workers until `stop`.
+/// Sends `request` number n = 1, 2, … from `concurrency` workers until `stop`, or until it
+/// has been sent as often as it can be.
 pub async fn run(
     api: &Api,
     request: Request,
@@ -51,12 +52,7 @@ pub async fn run(
     progress: ProgressBar,
 ) -> Outcome {
     let start = Instant::now();
-    let (measured_from, limit) = match stop {
-        Stop::Count(total) => (start, Limit::Count(total)),
-        Stop::Time { warmup, duration } => {
-            (start + warmup, Limit::Until(start + warmup + duration))
-        }
-    };
+    let (measured_from, limit) = Limit::of(stop, request.most(), start);
     let next = Arc::new(AtomicU64::new(1));
     let request = Arc::new(request);
     let workers: Vec<_> = (0..concurrency)
@@ -86,10 +82,31 @@ pub async fn run(
     }
 }
 
-#[derive(Clone, Copy)]
-enum Limit {
-    Count(u64),
-    Until(Instant),
+/// Which requests are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Limit {
+    /// The number of the last one.
+    last: u64,
+    /// None sent from this instant.
+    until: Option<Instant>,
+}
+
+impl Limit {
+    /// The limit of a run that starts at `start`, and when its measured time begins.
+    fn of(stop: Stop, most: Option<u64>, start: Instant) -> (Instant, Self) {
+        let (measured_from, last, until) = match stop {
+            Stop::Count(total) => (start, total, None),
+            Stop::Time { warmup, duration } => {
+                (start + warmup, u64::MAX, Some(start + warmup + duration))
+            }
+        };
+        let last = most.map_or(last, |most| last.min(most));
+        (measured_from, Self { last, until })
+    }
+
+    fn allows(&self, n: u64, now: Instant) -> bool {
+        n <= self.last && self.until.is_none_or(|until| now < until)
+    }
 }
 
 struct Worker {
@@ -108,11 +125,7 @@ impl Worker {
         let mut session = self.api.session();
         loop {
             let n = self.next.fetch_add(1, Ordering::Relaxed);
-            let go_on = match self.limit {
-                Limit::Count(total) => n <= total,
-                Limit::Until(deadline) => Instant::now() < deadline,
-            };
-            if !go_on {
+            if !self.limit.allows(n, Instant::now()) {
                 return tally;
             }
             let sent = Instant::now();
@@ -172,5 +185,53 @@ impl Tally {
 
     pub fn total(&self) -> u64 {
         self.ok + self.failed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_counted_run_sends_its_count_or_what_can_be_sent() {
+        let start = Instant::now();
+        for (total, most, last) in [(10, None, 10), (10, Some(4), 4), (10, Some(40), 10)] {
+            let (measured_from, limit) = Limit::of(Stop::Count(total), most, start);
+            assert_eq!(
+                measured_from, start,
+                "a counted run is measured from its start"
+            );
+            assert!(
+                limit.allows(last, start),
+                "{total} requests, at most {most:?}"
+            );
+            assert!(
+                !limit.allows(last + 1, start),
+                "{total} requests, at most {most:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_timed_run_ends_at_its_time_or_when_nothing_more_can_be_sent() {
+        let start = Instant::now();
+        let stop = Stop::Time {
+            warmup: SECOND,
+            duration: 2 * SECOND,
+        };
+        let (measured_from, unbounded) = Limit::of(stop, None, start);
+        assert_eq!(measured_from, start + SECOND);
+        assert!(unbounded.allows(u64::MAX, start + 2 * SECOND));
+        assert!(!unbounded.allows(1, start + 3 * SECOND));
+
+        let (_, bounded) = Limit::of(stop, Some(5), start);
+        assert!(bounded.allows(5, start));
+        assert!(!bounded.allows(6, start), "before the time is up");
+        assert!(
+            !bounded.allows(5, start + 3 * SECOND),
+            "after the time is up"
+        );
     }
 }

@@ -84,14 +84,29 @@ async fn run(args: &Args) -> Result<bool, String> {
             let wanted = args.orders.min(ORDERS_TO_READ);
             setup_sent = wanted;
             Request::GetOrder {
-                among: orders_to_read(&api, wanted, concurrency).await?,
+                among: create_orders(&api, wanted, concurrency, "read").await?,
             }
         }
-        Mode::List => Request::ListOrders,
+        Mode::List => Request::ListOrders {
+            query: args.list_query.clone(),
+        },
         Mode::Events => Request::ListEvents,
+        Mode::Status => {
+            setup_sent = args.orders;
+            Request::ChangeStatus {
+                among: create_orders(&api, args.orders, concurrency, "move").await?,
+            }
+        }
     };
+    let most = request.most();
     let outcome = load::run(&api, request, stop, concurrency, progress_bar(stop)).await;
     let mut figures = Figures::of(&outcome);
+    if matches!(stop, Stop::Time { .. }) && most.is_some_and(|most| figures.sent >= most) {
+        eprintln!(
+            "stress: the run ended before its time was up, with nothing left to send: \
+             ask for more --orders"
+        );
+    }
     figures.sent += setup_sent;
     report::print(args.mode, &outcome, &figures);
 
@@ -111,8 +126,14 @@ async fn run(args: &Args) -> Result<bool, String> {
     Ok(enough && verdict != Verdict::No)
 }
 
-/// Creates the orders that get mode reads, so that every id it asks for exists. Not measured.
-async fn orders_to_read(api: &Api, wanted: u64, concurrency: usize) -> Result<Vec<i64>, String> {
+/// Creates the orders that get mode reads or status mode moves, so that every id it sends
+/// exists (and is pending). Not measured.
+async fn create_orders(
+    api: &Api,
+    wanted: u64,
+    concurrency: usize,
+    to: &str,
+) -> Result<Vec<i64>, String> {
     let setup = load::run(
         api,
         Request::CreateOrder,
@@ -122,9 +143,9 @@ async fn orders_to_read(api: &Api, wanted: u64, concurrency: usize) -> Result<Ve
     )
     .await;
     let ids: Vec<i64> = setup.tally.acked.iter().map(|&(_, id)| id).collect();
-    println!("setup:      created {}/{wanted} orders to read", ids.len());
+    println!("setup:      created {}/{wanted} orders to {to}", ids.len());
     if ids.is_empty() {
-        return Err("get mode: no order could be created to read back".into());
+        return Err(format!("no order could be created to {to}"));
     }
     Ok(ids)
 }

@@ -5,7 +5,8 @@ use crate::load::Outcome;
 use crate::verify::Verdict;
 
 pub struct Figures {
-    /// Every request the load sent, warm-up and get mode's set-up included (not the read-back):
+    /// Every request the load sent, warm-up and the set-up of get and status modes included (not
+    /// the read-back):
     /// what a script that reads the server's CPU time around the run divides it by.
     pub sent: u64,
     total: u64,
