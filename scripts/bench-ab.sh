@@ -82,20 +82,6 @@ cleanup() {
 trap cleanup EXIT
 
 postmaster="$(head -n 1 "$DATA/postgres-bench/postmaster.pid")"
-ticks="$(getconf CLK_TCK)"
-own_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-# Every CPU tick PostgreSQL has spent: the postmaster's own, its ended children's (counted when
-# it reaps them) and its live children's. A backend that ends between two readings moves from
-# the last sum to the second, so differences hold across connection churn.
-pg_ticks() {
-  local total child
-  total="$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$postmaster/stat")"
-  for child in $(pgrep -P "$postmaster"); do
-    total=$((total + $(own_ticks "$child" 2>/dev/null || echo 0)))
-  done
-  echo "$total"
-}
-per_op() { awk -v t="$1" -v n="$2" -v ticks="$ticks" 'BEGIN { printf "%.1f", t / ticks / n * 1e6 }'; }
 field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2"; }
 
 if [ -n "$HOOK" ]; then
@@ -105,7 +91,7 @@ fi
 
 stress_flags() {
   case "$1" in
-    seed) echo "--mode create --orders 10000 --concurrency 500 --max-idle 2 --accept-encoding gzip --timeout 60s --no-verify" ;;
+    seed) echo "${SEED_EXTREME_FLAGS[*]} --no-verify" ;;
     create) echo "--mode create --concurrency $CLIENTS --duration ${DURATION}s --warmup 2s --no-verify" ;;
     get | list) echo "--mode $1 --concurrency $CLIENTS --duration ${DURATION}s --warmup 2s" ;;
   esac
@@ -127,20 +113,20 @@ side() {
   wait_until_ready "$BASE_URL" "$server" "$DATA/bench-ab-server.log" 60 /health
   for row in $ROWS; do
     server_before="$(own_ticks "$server")"
-    pg_before="$(pg_ticks)"
+    pg_before="$(pg_ticks "$postmaster")"
     [ -z "$receiver" ] || hook_before="$(own_ticks "$receiver")"
     # shellcheck disable=SC2046 # the flags are words
     line="$("$stress_bin" --base-url "$BASE_URL" $(stress_flags "$row") | grep '^RESULT')"
     sent="$(field sent "$line")"
-    server_us="$(per_op $(($(own_ticks "$server") - server_before)) "$sent")"
-    pg_us="$(per_op $(($(pg_ticks) - pg_before)) "$sent")"
+    server_us="$(micros_per $(($(own_ticks "$server") - server_before)) "$sent")"
+    pg_us="$(micros_per $(($(pg_ticks "$postmaster") - pg_before)) "$sent")"
     extra=""
     if [ "$row" = seed ]; then
       extra="$(awk -v n="$(field ok "$line")" -v r="$(field per_sec "$line")" 'BEGIN { printf "%.2f s, ", n / r }')"
       extra+="$("${PSQL[@]}" -d "$DB" -tAc "SELECT round(count(*)::numeric / count(DISTINCT xmin::text), 1) FROM orders") orders per transaction"
     fi
     if [ ${#hook[@]} -gt 0 ] && [ "$row" = create ]; then
-      extra="receiver $(per_op $(($(own_ticks "$receiver") - hook_before)) "$sent") µs per order"
+      extra="receiver $(micros_per $(($(own_ticks "$receiver") - hook_before)) "$sent") µs per order"
     fi
     [ "$(field failed "$line")" = 0 ] || extra+="${extra:+, }$(field failed "$line") FAILED"
     echo "$row $3 $1 $(field per_sec "$line") $server_us $pg_us" >>"$results"

@@ -22,6 +22,9 @@
 #           rate moves in the warm-up and the run;
 #   create+hook  creates at 100 clients again, on a server that also delivers every event to a
 #           webhook receiver on loopback (webhook-receiver of crates/stress, BENCH_HOOK_PORT, 18091);
+#   seed extreme  first of all, on the empty database: the seed's extreme stress test as its Go
+#           client sends it (10,000 orders, 500 in flight, at most 2 idle connections, gzip
+#           asked for), with its wall time and the server's and PostgreSQL's CPU per order;
 # and prints a table with the ratios, the stress client's p50/p99 and the server's peak RSS.
 #
 #   DURATION=10 CLIENTS="100 500" scripts/bench.sh
@@ -99,6 +102,17 @@ row() {
 }
 
 : >"$DATA/bench-stress.log"
+# The seed's extreme stress test first, on the empty database, as a user runs it; its wall time
+# and the CPU per order of the server and of PostgreSQL (from /proc) are printed under the table.
+say "bench: the seed's extreme stress test (10,000 orders, 500 in flight, 2 idle connections)"
+postmaster="$(head -n 1 "$DATA/postgres-bench/postmaster.pid")"
+server_before="$(own_ticks "$server")"
+pg_before="$(pg_ticks "$postmaster")"
+seed="$("$(bin_path stress)" --base-url "$BASE_URL" "${SEED_EXTREME_FLAGS[@]}" --no-verify |
+  tee -a "$DATA/bench-stress.log" | grep '^RESULT')"
+seed_cpu="server $(micros_per $(($(own_ticks "$server") - server_before)) "$(field sent "$seed")") µs"
+seed_cpu+=" and PostgreSQL $(micros_per $(($(pg_ticks "$postmaster") - pg_before)) "$(field sent "$seed")") µs"
+row "seed extreme" 500 "-" "$seed"
 for clients in $CLIENTS; do
   say "bench: create at $clients clients: pgbench, then ordersvc"
   ceiling="$(pgbench_tps -f scripts/bench/create-order.sql -c "$clients")"
@@ -157,3 +171,6 @@ echo "ordersvc benchmark: $(nproc) cores, $("${PSQL[@]}" -d postgres -tAc 'SELEC
 printf '%-12s %7s %10s %10s %6s %7s %7s %8s %9s %8s\n' workload clients "pgbench/s" "ordersvc/s" ratio "p50 ms" "p99 ms" "success%" verified "RSS MB"
 printf '%s\n' "${rows[@]}"
 echo "(pgbench/s: transactions per second of the same database work; RSS: the server's peak so far)"
+echo "seed extreme: 10,000 orders, 500 in flight, at most 2 idle connections, gzip asked for:" \
+  "$(awk -v n="$(field ok "$seed")" -v r="$(field per_sec "$seed")" 'BEGIN { printf "%.2f s", n / r }'),"\
+  "$(field per_sec "$seed") orders/s; CPU per order: $seed_cpu"

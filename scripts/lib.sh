@@ -156,3 +156,29 @@ bench_cluster_up() {
     echo 1
   fi
 }
+
+# own_ticks PID: the CPU ticks (user + system, all threads) process PID has used.
+own_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# pg_ticks POSTMASTER_PID: every CPU tick a PostgreSQL server has spent: the postmaster's own,
+# its ended children's (counted when it reaps them) and its live children's. A backend that
+# ends between two readings moves from the last sum to the second, so differences hold across
+# connection churn.
+pg_ticks() {
+  local total child
+  total="$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat")"
+  for child in $(pgrep -P "$1"); do
+    total=$((total + $(own_ticks "$child" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+
+# micros_per TICKS COUNT: TICKS of CPU per item, in microseconds.
+micros_per() {
+  awk -v t="$1" -v n="$2" -v ticks="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / ticks / n * 1e6 }'
+}
+
+# The seed's extreme stress test as its Go client sends it: 10,000 orders, 500 in flight, at most
+# 2 idle connections (Go's default transport), gzip asked for on every request.
+SEED_EXTREME_FLAGS=(--mode create --orders 10000 --concurrency 500 --max-idle 2
+  --accept-encoding gzip --timeout 60s)
