@@ -55,7 +55,7 @@ fn db_path(c: &mut Criterion) {
         let pool = Pool::build(&database, &config.pool);
         let (outbox, _) = Outbox::start(
             pool.clone(),
-            tokio::sync::watch::Sender::new(0),
+            tokio::sync::watch::Sender::new(()),
             config.webhook_urls.clone().into(),
             delivery_lease(config.webhook_timeout),
         );

@@ -51,7 +51,7 @@ impl Application {
         let applied = run_migrations(&config.database).await?;
         log::info!("database ready ({applied} migration(s) applied)");
         let pool = Pool::build(&config.database, &config.pool);
-        let (events_committed, events) = watch::channel(0);
+        let (events_committed, events) = watch::channel(());
         let (outbox, handoffs) = Outbox::start(
             pool.clone(),
             events_committed.clone(),

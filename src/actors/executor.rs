@@ -417,7 +417,7 @@ mod tests {
         let pool = pool();
         let (outbox, _) = Outbox::start(
             pool.clone(),
-            tokio::sync::watch::Sender::new(0),
+            tokio::sync::watch::Sender::new(()),
             Arc::from([]),
             Duration::ZERO,
         );

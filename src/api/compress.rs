@@ -2,9 +2,9 @@
 //!
 //! actix-web's `Compress` compresses every answer the client accepts compressed, whatever its
 //! size, and Go's default HTTP client (among others) asks for gzip on every request. Starting a
-//! compressor allocates and zeroes its window and tables, which for a 500-byte order cost more
-//! server CPU than the rest of its create (docs/PERFORMANCE.md), to save a few hundred bytes
-//! that fit in the same packet anyway. So only bodies of known size from `MIN_BYTES` up are
+//! compressor allocates and zeroes its window and tables: for the 300-byte orders of the seed's
+//! stress test, about a sixth of the server's CPU (docs/PERFORMANCE.md), to save a few hundred
+//! bytes that fit in the same packet anyway. So only bodies of known size from `MIN_BYTES` up are
 //! compressed: list pages, feed pages, histories, the OpenAPI document. Streams (the SSE feed)
 //! go as they are, so that each event leaves when it is written.
 

@@ -24,7 +24,7 @@ use crate::domain::{
 /// Changes whenever a transaction that wrote events commits: at once for this instance's
 /// (`db::Outbox`), through `NOTIFY` for the others' (`db::listen_for_events`).
 #[derive(Clone)]
-pub struct EventSignal(pub watch::Receiver<u64>);
+pub struct EventSignal(pub watch::Receiver<()>);
 
 /// While committed events wait behind a transaction that is still running, how soon to look
 /// again: such transactions are short, and their end sends no notification of its own.

@@ -236,7 +236,7 @@ pub async fn purge_events(
 /// receiver of `signal` lives. It moves `signal` on every notification, and after every
 /// reconnection (a notification may have been missed meanwhile), so that readers waiting for
 /// events look again. (This instance's commits move it themselves: `Outbox`.)
-pub fn listen_for_events(options: ConnectOptions, signal: watch::Sender<u64>) {
+pub fn listen_for_events(options: ConnectOptions, signal: watch::Sender<()>) {
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -253,7 +253,7 @@ pub fn listen_for_events(options: ConnectOptions, signal: watch::Sender<u64>) {
 }
 
 /// Listens until the connection ends.
-async fn listen(options: &ConnectOptions, signal: &watch::Sender<u64>) -> Result<(), StoreError> {
+async fn listen(options: &ConnectOptions, signal: &watch::Sender<()>) -> Result<(), StoreError> {
     let mut conn = options
         .connect()
         .await
@@ -261,11 +261,11 @@ async fn listen(options: &ConnectOptions, signal: &watch::Sender<u64>) -> Result
     diesel::sql_query(format!("LISTEN {EVENTS_CHANNEL}"))
         .execute(&mut conn)
         .await?;
-    signal.send_modify(|n| *n = n.wrapping_add(1));
+    signal.send_replace(());
     let mut notifications = std::pin::pin!(conn.notifications_stream());
     while let Some(notification) = notifications.next().await {
         notification?;
-        signal.send_modify(|n| *n = n.wrapping_add(1));
+        signal.send_replace(());
     }
     Err(StoreError::Unavailable(
         "the listening connection closed".into(),

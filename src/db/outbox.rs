@@ -42,7 +42,7 @@ const HANDOFFS_QUEUED: usize = 64;
 pub struct Outbox {
     webhooks: Option<Webhooks>,
     /// This instance's readers of the feed (`listen_for_events` moves it too).
-    readers: watch::Sender<u64>,
+    readers: watch::Sender<()>,
     /// Room for one request: a full channel means a `NOTIFY` is due already.
     notify: mpsc::Sender<()>,
 }
@@ -85,7 +85,7 @@ impl Outbox {
     /// dispatcher, which must take the first attempt of each within that time.
     pub fn start(
         pool: Pool,
-        readers: watch::Sender<u64>,
+        readers: watch::Sender<()>,
         webhook_urls: Arc<[String]>,
         lease: Duration,
     ) -> (Self, Option<Handoffs>) {
@@ -131,7 +131,7 @@ impl Outbox {
         began: Instant,
         events: impl FnOnce() -> Result<Vec<Event>, serde_json::Error>,
     ) {
-        self.readers.send_modify(|n| *n = n.wrapping_add(1));
+        self.readers.send_replace(());
         // Full: a NOTIFY not yet sent covers this commit too. Closed: the runtime is ending.
         let _ = self.notify.try_send(());
         let Some(webhooks) = &self.webhooks else {

@@ -158,24 +158,9 @@ async fn the_feed_pages_filters_and_refuses_what_it_does_not_know() {
 #[actix_web::test]
 async fn a_waiting_request_is_answered_when_an_event_is_committed() {
     let app = spawn_app().await;
-    app.created(&seed_order()).await;
-    let cursor = app.all_events().await[0]["cursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
 
-    let path = format!("/api/v1/events?after={cursor}&wait=10");
-    let waiting = app.get(&path);
-    let create = async {
-        actix_rt::time::sleep(Duration::from_millis(300)).await;
-        let created = app.created(&seed_order()).await;
-        (created, Instant::now())
-    };
-    let (response, (created, committed)) = futures_util::join!(waiting, create);
-    let answered = committed.elapsed();
+    let answered = long_poll_answered_after_a_create(&app, &app.address).await;
 
-    let page: Value = response.json().await.unwrap();
-    assert_eq!(page["events"][0]["data"]["order"]["id"], created["id"]);
     println!(
         "long-poll answered {:.1} ms after the create's 201",
         answered.as_secs_f64() * 1000.0
@@ -190,6 +175,23 @@ async fn a_waiting_request_is_answered_when_an_event_is_committed() {
 async fn a_request_waiting_on_another_instance_is_answered_when_an_event_is_committed() {
     let app = spawn_app().await;
     let other = app.another_instance().await;
+
+    let answered = long_poll_answered_after_a_create(&app, &other).await;
+
+    println!(
+        "long-poll on another instance answered {:.1} ms after the create's 201",
+        answered.as_secs_f64() * 1000.0
+    );
+    assert!(
+        answered < Duration::from_secs(5),
+        "woken by the other instance's NOTIFY, not by the end of the 10 s wait ({answered:?})"
+    );
+}
+
+/// Long-polls the feed on the instance at `base` (up to 10 s) while `app` creates an order
+/// 300 ms later; checks that the answer is that order's event, and returns how long after the
+/// create's `201` it came.
+async fn long_poll_answered_after_a_create(app: &TestApp, base: &str) -> Duration {
     app.created(&seed_order()).await;
     let cursor = app.all_events().await[0]["cursor"]
         .as_str()
@@ -198,7 +200,7 @@ async fn a_request_waiting_on_another_instance_is_answered_when_an_event_is_comm
 
     let waiting = app
         .client
-        .get(format!("{other}/api/v1/events?after={cursor}&wait=10"))
+        .get(format!("{base}/api/v1/events?after={cursor}&wait=10"))
         .send();
     let create = async {
         actix_rt::time::sleep(Duration::from_millis(300)).await;
@@ -210,14 +212,7 @@ async fn a_request_waiting_on_another_instance_is_answered_when_an_event_is_comm
 
     let page: Value = response.unwrap().json().await.unwrap();
     assert_eq!(page["events"][0]["data"]["order"]["id"], created["id"]);
-    println!(
-        "long-poll on another instance answered {:.1} ms after the create's 201",
-        answered.as_secs_f64() * 1000.0
-    );
-    assert!(
-        answered < Duration::from_secs(5),
-        "woken by the other instance's NOTIFY, not by the end of the 10 s wait ({answered:?})"
-    );
+    answered
 }
 
 /// Reads `count` events from the stream starting at `last_event_id`; their (cursor, id).
