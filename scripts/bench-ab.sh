@@ -82,7 +82,6 @@ cleanup() {
 trap cleanup EXIT
 
 postmaster="$(head -n 1 "$DATA/postgres-bench/postmaster.pid")"
-field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2"; }
 
 if [ -n "$HOOK" ]; then
   "$(bin_path webhook-receiver)" "$HOOK_PORT" 2>/dev/null &

@@ -72,8 +72,6 @@ stop_server() {
 }
 start_server
 
-# field NAME LINE: the value of NAME=value in a stress RESULT line.
-field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2"; }
 peak_rss_mb() { awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$server/status"; }
 pgbench_tps() {
   pgbench -h 127.0.0.1 -p "$PG_PORT" -U postgres -n -M prepared -j 2 -T "$DURATION" "$@" "$DB" \

@@ -157,6 +157,9 @@ bench_cluster_up() {
   fi
 }
 
+# field NAME LINE: the value of NAME=value in a stress RESULT line.
+field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2"; }
+
 # own_ticks PID: the CPU ticks (user + system, all threads) process PID has used.
 own_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 

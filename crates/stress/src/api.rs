@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::header::{
+    HeaderMap, HeaderValue, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HOST,
+};
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
@@ -272,7 +274,7 @@ impl Session {
             expected,
         } = request.nth(n);
         let timeout = self.target.timeout;
-        let (status, body) =
+        let (status, encoding, body) =
             match tokio::time::timeout(timeout, self.exchange(method, &path, body)).await {
                 Ok(Ok(answer)) => answer,
                 Ok(Err(cause)) => {
@@ -289,9 +291,11 @@ impl Session {
             return Err(Cause::Status(status.as_u16()));
         }
         match request {
-            Request::CreateOrder => serde_json::from_slice::<CreatedOrder>(&body)
-                .map(|created| Some(created.id))
-                .map_err(|_| Cause::Other),
+            Request::CreateOrder => {
+                serde_json::from_slice::<CreatedOrder>(&decoded(encoding, body)?)
+                    .map(|created| Some(created.id))
+                    .map_err(|_| Cause::Other)
+            }
             _ => Ok(None),
         }
     }
@@ -302,7 +306,7 @@ impl Session {
         method: Method,
         path: &str,
         body: Option<String>,
-    ) -> Result<(StatusCode, Bytes), Cause> {
+    ) -> Result<(StatusCode, Option<HeaderValue>, Bytes), Cause> {
         let target = self.target.clone();
         let mut request = http::Request::builder()
             .method(method)
@@ -333,6 +337,7 @@ impl Session {
             .await
             .map_err(|_| Cause::Connection)?;
         let status = response.status();
+        let encoding = response.headers().get(CONTENT_ENCODING).cloned();
         let body = response
             .into_body()
             .collect()
@@ -344,7 +349,22 @@ impl Session {
                 idle.give_back(sender);
             }
         }
-        Ok((status, body))
+        Ok((status, encoding, body))
+    }
+}
+
+/// The body as sent before its `Content-Encoding`: only gzip is decoded, the one coding a
+/// create's answer is read in (the others' bodies are not read).
+fn decoded(encoding: Option<HeaderValue>, body: Bytes) -> Result<Bytes, Cause> {
+    match encoding {
+        None => Ok(body),
+        Some(coding) if coding == "gzip" => {
+            let mut plain = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut plain)
+                .map_err(|_| Cause::Other)?;
+            Ok(plain.into())
+        }
+        Some(_) => Err(Cause::Other),
     }
 }
 
@@ -397,6 +417,27 @@ mod tests {
             .map(|id| format!("/api/v1/orders/{id}/status"))
             .collect();
         assert_eq!(paths, expected);
+    }
+
+    #[test]
+    fn a_gzip_answer_is_read_decoded_and_an_unknown_coding_is_an_error() {
+        let plain = br#"{"id":7}"#;
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gzip, plain).unwrap();
+        let gzip = Bytes::from(gzip.finish().unwrap());
+
+        let as_sent = |coding: Option<&'static str>, body: Bytes| {
+            decoded(coding.map(HeaderValue::from_static), body)
+        };
+        assert_eq!(as_sent(Some("gzip"), gzip).unwrap(), &plain[..]);
+        assert_eq!(
+            as_sent(None, Bytes::from_static(plain)).unwrap(),
+            &plain[..]
+        );
+        assert_eq!(
+            as_sent(Some("br"), Bytes::from_static(plain)),
+            Err(Cause::Other)
+        );
     }
 
     #[test]
