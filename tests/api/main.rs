@@ -3,6 +3,7 @@
 mod auth;
 mod create_order;
 mod deliveries;
+mod docs;
 mod errors;
 mod events;
 mod get_order;

@@ -1,7 +1,5 @@
 //! The machine-readable contract: `/api/v1/openapi.json` and the Swagger UI at `/docs`.
 
-use std::collections::BTreeSet;
-
 use serde_json::Value;
 
 use crate::helpers::spawn_app;
@@ -141,36 +139,5 @@ async fn swagger_ui_is_served_from_the_binary() {
     assert!(
         init.text().await.unwrap().contains("/api/v1/openapi.json"),
         "the UI shows our document"
-    );
-}
-
-#[actix_web::test]
-async fn every_error_code_is_listed_in_the_openapi_document_and_the_readme() {
-    let app = spawn_app().await;
-    let doc: Value = app.get("/api/v1/openapi.json").await.json().await.unwrap();
-    let in_document: BTreeSet<&str> = doc["components"]["schemas"]["ErrorCode"]["enum"]
-        .as_array()
-        .expect("the ErrorCode schema lists the codes")
-        .iter()
-        .map(|code| code.as_str().unwrap())
-        .collect();
-
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    let table = readme
-        .split("### Errors")
-        .nth(1)
-        .and_then(|section| section.split("\n#").next())
-        .expect("the README has an Errors section");
-    // The second column of each row: `code`, `code` …
-    let in_readme: BTreeSet<&str> = table
-        .lines()
-        .filter_map(|row| row.split('|').nth(2))
-        .flat_map(|column| column.split('`').skip(1).step_by(2))
-        .collect();
-
-    assert_eq!(
-        in_readme, in_document,
-        "the README's error table and the OpenAPI document list the same codes"
     );
 }
