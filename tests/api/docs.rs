@@ -17,7 +17,9 @@ fn read(path: &str) -> String {
 /// same or a higher level; lines of code blocks are never headings.
 fn section<'a>(markdown: &'a str, heading: &str) -> Vec<&'a str> {
     let level = heading.len() - heading.trim_start_matches('#').len();
-    let mut lines = markdown.lines().skip_while(|line| line.trim_end() != heading);
+    let mut lines = markdown
+        .lines()
+        .skip_while(|line| line.trim_end() != heading);
     assert!(lines.next().is_some(), "no `{heading}` heading");
     let mut in_code = false;
     lines
@@ -99,8 +101,8 @@ fn string_literals(code: &str) -> Vec<(&str, &str)> {
         let tail = &rest[start..];
         rest = if tail.starts_with("//") {
             tail.split_once('\n').map_or("", |(_, next)| next)
-        } else if tail.starts_with("'\"'") {
-            &tail[3..]
+        } else if let Some(after) = tail.strip_prefix("'\"'") {
+            after
         } else if let Some(body) = tail.strip_prefix('"') {
             let mut escaped = false;
             let end = body
