@@ -51,7 +51,8 @@ fn db_path(c: &mut Criterion) {
     }
     let mut config = Config::from_lookup(|_| None).expect("defaults");
     config.pool.min_idle = 1;
-    let executors = system.block_on(async {
+    let executors = Executors::default();
+    let executor = system.block_on(async {
         let pool = Pool::build(&database, &config.pool);
         let (outbox, _) = Outbox::start(
             pool.clone(),
@@ -59,10 +60,10 @@ fn db_path(c: &mut Criterion) {
             config.webhook_urls.clone().into(),
             delivery_lease(config.webhook_timeout),
         );
-        Executors::start(config.executors, pool, Duration::from_secs(2), outbox)
+        executors.start(pool, Duration::from_secs(2), outbox)
     });
     let create = || async {
-        match executors
+        match executor
             .send(CreateOrder(bench_order()))
             .await
             .expect("order stored")
@@ -78,7 +79,7 @@ fn db_path(c: &mut Criterion) {
         b.iter(|| system.block_on(create()))
     });
     group.bench_function("get one order by id", |b| {
-        b.iter(|| system.block_on(executors.send(GetOrder(id))).expect("read"))
+        b.iter(|| system.block_on(executor.send(GetOrder(id))).expect("read"))
     });
     group.throughput(Throughput::Elements(100));
     group.bench_function("create 100 orders at once (group commit)", |b| {

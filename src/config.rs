@@ -20,6 +20,7 @@ pub struct Config {
     pub pool: PoolSettings,
     /// How long `/health` waits for `SELECT 1`.
     pub ping_timeout: Duration,
+    /// HTTP workers, each with one `DbExecutor` and its share of the pool.
     pub executors: usize,
     /// Keys accepted as `Authorization: Bearer <key>` on `/api/v1`; none means the API is open.
     pub api_keys: ApiKeys,
@@ -74,13 +75,24 @@ impl Config {
                 format!("must not exceed DB_MAX_OPEN_CONNS ({})", pool.max_size),
             ));
         }
+        // Each executor has a share of the pool of its own: at least one connection each.
+        let executors = env.parse("DB_EXECUTORS", cores.min(pool.max_size as usize), positive)?;
+        if executors > pool.max_size as usize {
+            return Err(env.invalid(
+                "DB_EXECUTORS",
+                format!(
+                    "must not exceed DB_MAX_OPEN_CONNS ({}): each executor has connections of its own",
+                    pool.max_size
+                ),
+            ));
+        }
         Ok(Self {
             host: env.parse("HOST", IpAddr::from([0, 0, 0, 0]), |_| Ok(()))?,
             port: env.parse("PORT", 8080, |_| Ok(()))?,
             database: database(&env)?,
             pool,
             ping_timeout: env.duration("DB_PING_TIMEOUT", "2s")?,
-            executors: env.parse("DB_EXECUTORS", cores, positive)?,
+            executors,
             api_keys: ApiKeys::parse(&env.get("API_KEYS").unwrap_or_default()).map_err(
                 |reason| ConfigError {
                     var: "API_KEYS",
@@ -446,6 +458,14 @@ mod tests {
         }
         let err = config(&[("DB_MAX_OPEN_CONNS", "2"), ("DB_MAX_IDLE_CONNS", "3")]).unwrap_err();
         assert_eq!(err.var, "DB_MAX_IDLE_CONNS");
+        let few = [("DB_MAX_OPEN_CONNS", "2"), ("DB_MAX_IDLE_CONNS", "0")];
+        let err = config(&[few[0], few[1], ("DB_EXECUTORS", "3")]).unwrap_err();
+        assert_eq!(err.var, "DB_EXECUTORS");
+        let fewer = config(&[("DB_MAX_OPEN_CONNS", "1"), few[1]]).unwrap();
+        assert_eq!(
+            fewer.executors, 1,
+            "by default no more executors than connections"
+        );
         let err = config(&[
             ("POSTGRES_SSLMODE", "verify-full"),
             ("POSTGRES_SSLROOTCERT", "/no/such/ca.pem"),

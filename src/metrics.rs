@@ -185,7 +185,8 @@ pub struct Snapshot {
     pub executor_restarts: u64,
 }
 
-/// The pool's connections now, and its checkout history since start-up.
+/// The pools' connections now, and their checkout history since start-up, summed over the
+/// executors' pools.
 #[derive(Debug, Default)]
 pub struct PoolSnapshot {
     pub in_use: u32,
@@ -197,18 +198,20 @@ pub struct PoolSnapshot {
     pub wait_time: Duration,
 }
 
-impl From<bb8::State> for PoolSnapshot {
-    fn from(state: bb8::State) -> Self {
-        let stats = &state.statistics;
-        Self {
-            in_use: state.connections - state.idle_connections,
-            idle: state.idle_connections,
-            pending_checkouts: stats.pending_gets(),
-            checkouts_direct: stats.get_direct,
-            checkouts_waited: stats.get_waited,
-            checkouts_timed_out: stats.get_timed_out,
-            wait_time: stats.get_wait_time,
-        }
+impl FromIterator<bb8::State> for PoolSnapshot {
+    fn from_iter<I: IntoIterator<Item = bb8::State>>(states: I) -> Self {
+        states.into_iter().fold(Self::default(), |sum, state| {
+            let stats = &state.statistics;
+            Self {
+                in_use: sum.in_use + state.connections - state.idle_connections,
+                idle: sum.idle + state.idle_connections,
+                pending_checkouts: sum.pending_checkouts + stats.pending_gets(),
+                checkouts_direct: sum.checkouts_direct + stats.get_direct,
+                checkouts_waited: sum.checkouts_waited + stats.get_waited,
+                checkouts_timed_out: sum.checkouts_timed_out + stats.get_timed_out,
+                wait_time: sum.wait_time + stats.get_wait_time,
+            }
+        })
     }
 }
 

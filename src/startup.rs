@@ -1,5 +1,7 @@
 //! Builds the running service: migrations, pool, executors, HTTP server.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -8,12 +10,12 @@ use actix_web::{web, App, HttpServer};
 use tokio::sync::watch;
 
 use crate::actors::{
-    delivery_lease, start_dispatcher, DispatcherHandle, Executors, PurgeEvents,
+    delivery_lease, start_dispatcher, DispatcherHandle, Executor, Executors, PurgeEvents,
     PurgeIdempotencyKeys, WebhookSettings,
 };
 use crate::api::{Draining, EventSignal};
 use crate::config::Config;
-use crate::db::{listen_for_events, run_migrations, MigrationError, Outbox, Pool};
+use crate::db::{listen_for_events, run_migrations, MigrationError, Outbox, Pool, PoolSettings};
 
 /// How long an idle keep-alive connection stays open.
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
@@ -50,21 +52,26 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let applied = run_migrations(&config.database).await?;
         log::info!("database ready ({applied} migration(s) applied)");
-        let pool = Pool::build(&config.database, &config.pool);
+        // Background work (the NOTIFY to other instances, the hourly purge) has an executor
+        // and a connection of its own on this thread, beside the workers' shares of the pool.
+        let background = Pool::build(
+            &config.database,
+            &PoolSettings {
+                max_size: 1,
+                min_idle: 0,
+                ..config.pool.clone()
+            },
+        );
         let (events_committed, events) = watch::channel(());
         let (outbox, handoffs) = Outbox::start(
-            pool.clone(),
+            background.clone(),
             events_committed.clone(),
             config.webhook_urls.clone().into(),
             delivery_lease(config.webhook_timeout),
         );
-        let executors = web::Data::new(Executors::start(
-            config.executors,
-            pool,
-            config.ping_timeout,
-            outbox,
-        ));
-        actix_web::rt::spawn(purge_expired(executors.clone(), config.events_retention));
+        let executors = web::Data::new(Executors::default());
+        let purger = executors.start(background, config.ping_timeout, outbox.clone());
+        actix_web::rt::spawn(purge_expired(purger, config.events_retention));
         listen_for_events(config.database.clone(), events_committed);
         let dispatcher = match (handoffs, &config.webhook_secret) {
             (Some(handoffs), Some(secret)) => {
@@ -83,7 +90,22 @@ impl Application {
         let app_draining = draining.clone();
         let cors_origins = config.cors_allowed_origins.clone();
         let request_timeout = config.request_timeout;
+        let (workers, database, pool, ping_timeout) = (
+            config.executors,
+            config.database.clone(),
+            config.pool.clone(),
+            config.ping_timeout,
+        );
+        let next_worker = Arc::new(AtomicUsize::new(0));
+        let census = executors.clone();
+        // Called once on each worker's thread: its executor and pool live there.
         let server = HttpServer::new(move || {
+            let worker = next_worker.fetch_add(1, Ordering::Relaxed) % workers;
+            let executor = web::Data::new(census.start(
+                Pool::build(&database, &pool.share(worker, workers)),
+                ping_timeout,
+                outbox.clone(),
+            ));
             App::new()
                 .wrap(from_fn(move |req, next| {
                     crate::api::body_deadline(req, next, request_timeout)
@@ -96,12 +118,14 @@ impl Application {
                 // br or zstd when the client asks and the body is large enough to gain (a
                 // 100-order page shrinks ~10×).
                 .wrap(from_fn(crate::api::compress))
-                .app_data(executors.clone())
+                .app_data(executor)
+                .app_data(census.clone())
                 .app_data(api_keys.clone())
                 .app_data(app_draining.clone())
                 .app_data(event_signal.clone())
                 .configure(crate::api::configure)
         })
+        .workers(workers)
         .client_request_timeout(config.request_timeout)
         .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
         .keep_alive(KEEP_ALIVE)
@@ -195,11 +219,11 @@ const PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
 
 /// Deletes expired idempotency keys and events once an hour, for as long as the server runs.
 /// Every instance does it; two purges at once delete each row once and the other finds none.
-async fn purge_expired(executors: web::Data<Executors>, events_retention: Duration) {
+async fn purge_expired(executor: Executor, events_retention: Duration) {
     let mut ticks = actix_web::rt::time::interval(PURGE_EVERY);
     loop {
         ticks.tick().await;
-        match executors
+        match executor
             .send(PurgeIdempotencyKeys(IDEMPOTENCY_KEY_TTL))
             .await
         {
@@ -207,7 +231,7 @@ async fn purge_expired(executors: web::Data<Executors>, events_retention: Durati
             Ok(n) => log::info!("purged {n} idempotency key(s) older than a day"),
             Err(e) => log::warn!("could not purge idempotency keys: {e}"),
         }
-        match executors.send(PurgeEvents(events_retention)).await {
+        match executor.send(PurgeEvents(events_retention)).await {
             Ok(0) => {}
             Ok(n) => log::info!(
                 "purged {n} event(s) older than {}",

@@ -413,7 +413,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_panicking_executor_is_restarted_and_serves_the_next_request() {
-        // One executor, so the next message must be served by the restarted actor.
+        // The next message must be served by the restarted actor.
         let pool = pool();
         let (outbox, _) = Outbox::start(
             pool.clone(),
@@ -421,19 +421,20 @@ mod tests {
             Arc::from([]),
             Duration::ZERO,
         );
-        let executors = Executors::start(1, pool, Duration::from_secs(2), outbox);
-        executors
+        let executors = Executors::default();
+        let executor = executors.start(pool, Duration::from_secs(2), outbox);
+        executor
             .send(CheckHealth)
             .await
             .expect("the database is reachable");
 
-        let outcome = executors.send(Explode).await;
+        let outcome = executor.send(Explode).await;
 
         assert!(
             matches!(outcome, Err(ExecutorError::Panicked)),
             "the panic is answered: {outcome:?}"
         );
-        executors
+        executor
             .send(CheckHealth)
             .await
             .expect("the restarted executor serves again");

@@ -14,4 +14,4 @@ pub use messages::{
     ChangeStatus, CheckHealth, CreateOrder, GetDeliveries, GetHistory, GetOrder, ListEvents,
     ListOrders, PurgeEvents, PurgeIdempotencyKeys,
 };
-pub use set::{Executors, Queued};
+pub use set::{Executor, Executors, Queued};

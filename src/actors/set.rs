@@ -1,5 +1,5 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use actix::dev::MessageResponse;
@@ -9,45 +9,47 @@ use tokio::sync::oneshot;
 use super::{DbExecutor, ExecutorError};
 use crate::db::{Outbox, Pool};
 
-/// The supervised executors and a round-robin dispatcher over them.
+/// The executors of this instance, as `/metrics` sees them: each one's mailbox and pool, and
+/// how often any was restarted.
 ///
-/// Each executor's mailbox is bounded (actix's default of 16 messages) and `send` waits for
-/// room: under overload, requests queue here instead of piling up inside the actors.
+/// Each HTTP worker starts one executor on its own thread, with a pool of its own: a request,
+/// the executor that serves it and the connection's socket are then all driven by that one
+/// thread, where an executor shared by the workers made every request cross threads twice.
+#[derive(Default)]
 pub struct Executors {
-    executors: Vec<Mailbox>,
-    next: AtomicUsize,
+    members: Mutex<Vec<Member>>,
+    started: AtomicUsize,
     restarts: Arc<AtomicU64>,
-    pool: Pool,
 }
 
-/// One executor's address and how many messages wait for it.
-struct Mailbox {
-    addr: Addr<DbExecutor>,
-    /// actix does not tell how full a mailbox is, so `send` counts in and the handler out.
-    waiting: Arc<AtomicUsize>,
+/// One started executor: its pool, and the count of its waiting messages while it lives.
+struct Member {
+    pool: Pool,
+    waiting: Weak<AtomicUsize>,
 }
 
 impl Executors {
-    /// Starts `count` executors on the current arbiter, each under a `Supervisor`.
-    pub fn start(count: usize, pool: Pool, ping_timeout: Duration, outbox: Outbox) -> Self {
-        let restarts = Arc::new(AtomicU64::new(0));
-        let executors = (0..count.max(1))
-            .map(|index| {
-                let (pool, restarts) = (pool.clone(), restarts.clone());
-                let outbox = outbox.clone();
-                Mailbox {
-                    addr: Supervisor::start(move |_| {
-                        DbExecutor::new(index, pool, ping_timeout, outbox, restarts)
-                    }),
-                    waiting: Arc::default(),
-                }
-            })
-            .collect();
-        Self {
-            executors,
-            next: AtomicUsize::new(0),
-            restarts,
-            pool,
+    /// Starts an executor under a `Supervisor` on the current thread's arbiter, with `pool` to
+    /// itself. Only the thread that sends to it should use that pool: a connection's socket is
+    /// driven on the thread that opened it.
+    pub fn start(&self, pool: Pool, ping_timeout: Duration, outbox: Outbox) -> Executor {
+        let index = self.started.fetch_add(1, Ordering::Relaxed);
+        let waiting = Arc::new(AtomicUsize::new(0));
+        {
+            let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+            // actix replaces a worker that panicked; the executor of the old one is gone.
+            members.retain(|member| member.waiting.strong_count() > 0);
+            members.push(Member {
+                pool: pool.clone(),
+                waiting: Arc::downgrade(&waiting),
+            });
+        }
+        let restarts = self.restarts.clone();
+        Executor {
+            addr: Supervisor::start(move |_| {
+                DbExecutor::new(index, pool, ping_timeout, outbox, restarts)
+            }),
+            waiting,
         }
     }
 
@@ -59,30 +61,47 @@ impl Executors {
     /// Per executor, the messages sent to it that it has not started handling: those in its
     /// mailbox and those whose senders wait for room there.
     pub fn mailbox_depths(&self) -> Vec<usize> {
-        self.executors
-            .iter()
-            .map(|mailbox| mailbox.waiting.load(Ordering::Relaxed))
-            .collect()
+        self.live(|member| {
+            member
+                .waiting
+                .upgrade()
+                .map(|waiting| waiting.load(Ordering::Relaxed))
+        })
     }
 
-    /// Connections open and idle, and the history of waits for one.
-    pub fn pool_state(&self) -> bb8::State {
-        self.pool.state()
+    /// Per executor's pool, the connections open and idle, and the history of waits for one.
+    pub fn pool_states(&self) -> Vec<bb8::State> {
+        self.live(|member| (member.waiting.strong_count() > 0).then(|| member.pool.state()))
     }
 
+    fn live<T>(&self, read: impl Fn(&Member) -> Option<T>) -> Vec<T> {
+        let members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        members.iter().filter_map(read).collect()
+    }
+}
+
+/// The address of one executor, for the thread it was started on.
+///
+/// Its mailbox is bounded (actix's default of 16 messages) and `send` waits for room: under
+/// overload, requests queue here instead of piling up inside the actor.
+pub struct Executor {
+    addr: Addr<DbExecutor>,
+    /// actix does not tell how full a mailbox is, so `send` counts in and the handler out.
+    waiting: Arc<AtomicUsize>,
+}
+
+impl Executor {
     pub async fn send<M, T>(&self, message: M) -> Result<T, ExecutorError>
     where
         M: Message<Result = Result<T, ExecutorError>> + Send + 'static,
         T: Send + 'static,
         DbExecutor: Handler<M>,
     {
-        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.executors.len();
-        let mailbox = &self.executors[turn];
         let message = Queued {
             message,
-            ticket: Ticket::new(&mailbox.waiting),
+            ticket: Ticket::new(&self.waiting),
         };
-        mailbox.addr.send::<Queued<M>>(message).await?
+        self.addr.send::<Queued<M>>(message).await?
     }
 }
 

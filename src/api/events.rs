@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use super::error::{ErrorBody, ErrorCode};
 use super::params::reject_unknown_parameters;
 use super::ApiError;
-use crate::actors::{Executors, GetDeliveries, ListEvents};
+use crate::actors::{Executor, GetDeliveries, ListEvents};
 use crate::domain::{
     parse_event_types, parse_wait, DeliveryReport, Event, EventId, EventPosition, EventType,
     EventsRequest, PageLimit, ValidationErrors,
@@ -85,7 +85,7 @@ fn event_types(kind: Option<&str>) -> Result<Vec<EventType>, ApiError> {
     ),
 )]
 pub async fn list_events(
-    executors: web::Data<Executors>,
+    executor: web::Data<Executor>,
     signal: web::Data<EventSignal>,
     http: HttpRequest,
     query: web::Query<FeedQuery>,
@@ -99,7 +99,7 @@ pub async fn list_events(
     };
     let wait = parse_wait(query.wait.as_deref())
         .map_err(|message| ApiError::from(ValidationErrors::single("wait", message)))?;
-    let events = next_events(&executors, &signal, &request, wait).await?;
+    let events = next_events(&executor, &signal, &request, wait).await?;
     let next_cursor = events
         .last()
         .map(|event| event.cursor)
@@ -114,7 +114,7 @@ pub async fn list_events(
 /// The events after `request.after`; when there are none, waits up to `wait` for a commit that
 /// brings some.
 async fn next_events(
-    executors: &Executors,
+    executor: &Executor,
     signal: &EventSignal,
     request: &EventsRequest,
     wait: Duration,
@@ -124,7 +124,7 @@ async fn next_events(
     loop {
         // Marked before the query, so that a commit between the query and the wait still wakes.
         woken.mark_unchanged();
-        let page = executors
+        let page = executor
             .send(ListEvents {
                 request: request.clone(),
                 waiting: Instant::now() < deadline,
@@ -170,7 +170,7 @@ pub struct StreamQuery {
     ),
 )]
 pub async fn stream_events(
-    executors: web::Data<Executors>,
+    executor: web::Data<Executor>,
     signal: web::Data<EventSignal>,
     http: HttpRequest,
     query: web::Query<StreamQuery>,
@@ -187,9 +187,9 @@ pub async fn stream_events(
         types: event_types(query.kind.as_deref())?,
     };
     let stream =
-        futures_util::stream::unfold(Some((executors, signal, request)), |state| async move {
-            let (executors, signal, mut request) = state?;
-            match next_events(&executors, &signal, &request, KEEP_ALIVE_EVERY).await {
+        futures_util::stream::unfold(Some((executor, signal, request)), |state| async move {
+            let (executor, signal, mut request) = state?;
+            match next_events(&executor, &signal, &request, KEEP_ALIVE_EVERY).await {
                 Ok(events) => {
                     let message = match events.last() {
                         None => ": keep-alive\n\n".to_owned(),
@@ -198,7 +198,7 @@ pub async fn stream_events(
                             sse_messages(&events)
                         }
                     };
-                    let next = Some((executors, signal, request));
+                    let next = Some((executor, signal, request));
                     Some((Ok::<_, actix_web::Error>(Bytes::from(message)), next))
                 }
                 // The client reconnects with Last-Event-ID and resumes where it was.
@@ -267,13 +267,13 @@ pub struct DeliveriesResponse {
     ),
 )]
 pub async fn event_deliveries(
-    executors: web::Data<Executors>,
+    executor: web::Data<Executor>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let event_id = EventId::parse(&id)
         .map_err(|message| ApiError::bad_request(ErrorCode::InvalidId, message))?
         .get();
-    let deliveries = executors
+    let deliveries = executor
         .send(GetDeliveries(event_id))
         .await?
         .ok_or(ApiError::EventNotFound)?;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::RETRY_AFTER_SECS;
-use crate::actors::{CheckHealth, Executors};
+use crate::actors::{CheckHealth, Executor};
 
 /// Set once, when the instance is told to stop: from then on it reports itself not ready
 /// while it still serves, so that load balancers stop sending before the listener closes.
@@ -58,8 +58,8 @@ pub struct ReadinessBody {
         (status = 503, description = "`{\"status\":\"unhealthy\",\"database\":\"down\"}`, with `Retry-After`", body = HealthBody),
     ),
 )]
-pub async fn health(executors: web::Data<Executors>) -> HttpResponse {
-    if database_answers(&executors).await {
+pub async fn health(executor: web::Data<Executor>) -> HttpResponse {
+    if database_answers(&executor).await {
         HttpResponse::Ok().json(HealthBody {
             status: "healthy",
             database: "up",
@@ -96,14 +96,14 @@ pub async fn live() -> HttpResponse {
         (status = 503, description = "`{\"status\":\"not_ready\",\"database\":\"down\"}` or `{\"status\":\"draining\"}`, with `Retry-After`", body = ReadinessBody),
     ),
 )]
-pub async fn ready(executors: web::Data<Executors>, draining: web::Data<Draining>) -> HttpResponse {
+pub async fn ready(executor: web::Data<Executor>, draining: web::Data<Draining>) -> HttpResponse {
     if draining.is_on() {
         return unavailable().json(ReadinessBody {
             status: "draining",
             database: None,
         });
     }
-    if database_answers(&executors).await {
+    if database_answers(&executor).await {
         HttpResponse::Ok().json(ReadinessBody {
             status: "ready",
             database: Some("up"),
@@ -116,8 +116,8 @@ pub async fn ready(executors: web::Data<Executors>, draining: web::Data<Draining
     }
 }
 
-async fn database_answers(executors: &Executors) -> bool {
-    match executors.send(CheckHealth).await {
+async fn database_answers(executor: &Executor) -> bool {
+    match executor.send(CheckHealth).await {
         Ok(()) => true,
         Err(e) => {
             log::warn!("health check failed: {e}");

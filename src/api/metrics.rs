@@ -2,7 +2,7 @@ use actix_web::{web, HttpResponse};
 
 use super::ApiError;
 use crate::actors::Executors;
-use crate::metrics::{self, PoolSnapshot, Snapshot};
+use crate::metrics::{self, Snapshot};
 
 /// Every series in Prometheus' text format (`GET /metrics`). Open even with API keys, like
 /// `/health`: it holds counts and timings, no order data, and a scraper should not need a key
@@ -19,7 +19,7 @@ use crate::metrics::{self, PoolSnapshot, Snapshot};
 )]
 pub async fn metrics(executors: web::Data<Executors>) -> Result<HttpResponse, ApiError> {
     let now = Snapshot {
-        pool: PoolSnapshot::from(executors.pool_state()),
+        pool: executors.pool_states().into_iter().collect(),
         mailbox_depths: executors.mailbox_depths(),
         executor_restarts: executors.restarts(),
     };

@@ -8,7 +8,7 @@ use super::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 use super::json::{Field, Integer, JsonKind};
 use super::params::reject_unknown_parameters;
 use super::ApiError;
-use crate::actors::{ChangeStatus, CreateOrder, Executors, GetHistory, GetOrder, ListOrders};
+use crate::actors::{ChangeStatus, CreateOrder, Executor, GetHistory, GetOrder, ListOrders};
 use crate::db::Created;
 use crate::domain::{
     CreateRequest, Cursor, FilterInput, IdempotencyKey, ItemInput, ListFilter, NewOrder, Order,
@@ -122,7 +122,7 @@ fn parse_id(id: &str) -> Result<OrderId, ApiError> {
     ),
 )]
 pub async fn create_order(
-    executors: web::Data<Executors>,
+    executor: web::Data<Executor>,
     http: HttpRequest,
     body: web::Json<CreateOrderRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -143,7 +143,7 @@ pub async fn create_order(
         items,
     )?;
     let key = idempotency_key(&http)?;
-    let (order, replayed) = match executors
+    let (order, replayed) = match executor
         .send(CreateOrder(CreateRequest { order, key }))
         .await?
     {
@@ -193,12 +193,12 @@ fn idempotency_key(http: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiErro
     ),
 )]
 pub async fn get_order(
-    executors: web::Data<Executors>,
+    executor: web::Data<Executor>,
     http: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    let order = executors
+    let order = executor
         .send(GetOrder(id))
         .await?
         .ok_or(ApiError::OrderNotFound)?;
@@ -276,7 +276,7 @@ const LIST_PARAMETERS: [&str; 6] = [
     ),
 )]
 pub async fn list_orders(
-    executors: web::Data<Executors>,
+    executor: web::Data<Executor>,
     http: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -295,7 +295,7 @@ pub async fn list_orders(
         .map(|cursor| Cursor::parse(cursor, &filter))
         .transpose()
         .map_err(|m| ApiError::bad_request(ErrorCode::InvalidCursor, m))?;
-    let page = executors
+    let page = executor
         .send(ListOrders(PageRequest {
             limit,
             filter: filter.clone(),
@@ -321,11 +321,11 @@ pub async fn list_orders(
     ),
 )]
 pub async fn order_history(
-    executors: web::Data<Executors>,
+    executor: web::Data<Executor>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    let history = executors
+    let history = executor
         .send(GetHistory(id))
         .await?
         .ok_or(ApiError::OrderNotFound)?;
@@ -359,7 +359,7 @@ pub async fn order_history(
     ),
 )]
 pub async fn update_status(
-    executors: web::Data<Executors>,
+    executor: web::Data<Executor>,
     http: HttpRequest,
     id: web::Path<String>,
     body: web::Json<StatusRequest>,
@@ -371,7 +371,7 @@ pub async fn update_status(
         .given()
         .and_then(|status| status.parse().map_err(|e: UnknownStatus| e.to_string()))
         .map_err(|message| ValidationErrors::single("status", message))?;
-    let order = executors
+    let order = executor
         .send(ChangeStatus {
             id,
             to,

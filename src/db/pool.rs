@@ -38,6 +38,21 @@ pub struct PoolSettings {
     pub connection_timeout: Duration,
 }
 
+impl PoolSettings {
+    /// Part `index` of `parts` pools that together keep to these settings: the sizes are
+    /// divided, and the first pools take what does not divide evenly.
+    pub fn share(&self, index: usize, parts: usize) -> Self {
+        let parts = u32::try_from(parts.max(1)).unwrap_or(u32::MAX);
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        let part = |total: u32| total / parts + u32::from(index < total % parts);
+        Self {
+            max_size: part(self.max_size),
+            min_idle: part(self.min_idle),
+            ..self.clone()
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Pool {
     connections: bb8::Pool<Manager>,
@@ -190,5 +205,33 @@ impl bb8::ErrorSink<PoolError> for OutageSink {
 
     fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<PoolError>> {
         Box::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_of_the_pool_settings_add_up_to_them() {
+        let whole = PoolSettings {
+            max_size: 16,
+            min_idle: 3,
+            max_lifetime: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(30),
+            connection_timeout: Duration::from_secs(3),
+        };
+        for parts in 1..=5 {
+            let shares: Vec<_> = (0..parts).map(|i| whole.share(i, parts)).collect();
+            let sizes: Vec<u32> = shares.iter().map(|share| share.max_size).collect();
+            assert_eq!(sizes.iter().sum::<u32>(), 16, "{parts} parts: {sizes:?}");
+            assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1);
+            let idle: u32 = shares.iter().map(|share| share.min_idle).sum();
+            assert_eq!(idle, 3, "{parts} parts");
+            assert!(shares.iter().all(|share| share.min_idle <= share.max_size));
+            assert!(shares
+                .iter()
+                .all(|share| share.connection_timeout == whole.connection_timeout));
+        }
     }
 }
