@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use order_service::actors::{delivery_lease, CreateOrder, Executors, GetOrder};
+use order_service::actors::{delivery_lease, CreateOrder, Executors, GetOrder, Relay};
 use order_service::config::Config;
-use order_service::db::{run_migrations, ConnectOptions, Created, Outbox, Pool};
+use order_service::db::{run_migrations, ConnectOptions, Created, Pool};
 use order_service::domain::{CreateRequest, ItemInput, NewOrder};
 
 fn bench_order() -> CreateRequest {
@@ -53,13 +53,13 @@ fn db_path(c: &mut Criterion) {
     config.pool.min_idle = 1;
     let executors = system.block_on(async {
         let pool = Pool::build(&database, &config.pool);
-        let (outbox, _) = Outbox::start(
+        let (relay, _) = Relay::start(
             pool.clone(),
             tokio::sync::watch::Sender::new(()),
             config.webhook_urls.clone().into(),
             delivery_lease(config.webhook_timeout),
         );
-        Executors::start(config.executors, pool, Duration::from_secs(2), outbox)
+        Executors::start(config.executors, pool, Duration::from_secs(2), relay)
     });
     let create = || async {
         match executors

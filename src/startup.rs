@@ -8,12 +8,12 @@ use actix_web::{web, App, HttpServer};
 use tokio::sync::watch;
 
 use crate::actors::{
-    delivery_lease, start_dispatcher, DispatcherHandle, Executors, PurgeEvents,
-    PurgeIdempotencyKeys, WebhookSettings,
+    delivery_lease, listen_for_events, start_dispatcher, DispatcherHandle, Executors, PurgeEvents,
+    PurgeIdempotencyKeys, Relay, WebhookSettings,
 };
 use crate::api::{Draining, EventSignal};
 use crate::config::Config;
-use crate::db::{listen_for_events, run_migrations, MigrationError, Outbox, Pool};
+use crate::db::{run_migrations, MigrationError, Pool};
 
 /// How long an idle keep-alive connection stays open.
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
@@ -52,7 +52,7 @@ impl Application {
         log::info!("database ready ({applied} migration(s) applied)");
         let pool = Pool::build(&config.database, &config.pool);
         let (events_committed, events) = watch::channel(());
-        let (outbox, handoffs) = Outbox::start(
+        let (relay, handoffs) = Relay::start(
             pool.clone(),
             events_committed.clone(),
             config.webhook_urls.clone().into(),
@@ -62,7 +62,7 @@ impl Application {
             config.executors,
             pool,
             config.ping_timeout,
-            outbox,
+            relay,
         ));
         actix_web::rt::spawn(purge_expired(executors.clone(), config.events_retention));
         listen_for_events(config.database.clone(), events_committed);

@@ -3,7 +3,7 @@
 //! on the schedule and finally failed.
 //!
 //! First attempts come from memory: the executors hand over the events they commit, whose
-//! delivery rows were written leased to this instance (`db::Outbox`). Everything else (retries,
+//! delivery rows were written leased to this instance (`Relay`). Everything else (retries,
 //! first attempts another instance could not make, handoffs that came too late) is claimed from
 //! the table once due.
 //!
@@ -19,9 +19,10 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tokio::sync::oneshot;
 use tokio::task::{JoinError, JoinSet};
 
+use super::relay::{Handoff, Handoffs};
 use crate::db::{
     claim_deliveries, error_chain, next_delivery_due_in, oldest_pending_delivery_age,
-    record_delivered, record_failed_attempt, ConnectOptions, Handoff, Handoffs, StoreError,
+    record_delivered, record_failed_attempt, ConnectOptions, StoreError,
 };
 use crate::domain::{webhook_signature, Event, RetrySchedule, WebhookSecret};
 use crate::metrics;

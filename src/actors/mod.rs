@@ -6,6 +6,7 @@
 mod delivery;
 mod executor;
 mod messages;
+mod relay;
 mod set;
 
 pub use delivery::{delivery_lease, start_dispatcher, DispatcherHandle, WebhookSettings};
@@ -14,4 +15,5 @@ pub use messages::{
     ChangeStatus, CheckHealth, CreateOrder, GetDeliveries, GetHistory, GetOrder, ListEvents,
     ListOrders, PurgeEvents, PurgeIdempotencyKeys,
 };
+pub use relay::{listen_for_events, Relay};
 pub use set::{Executors, Queued};

@@ -6,8 +6,8 @@ use actix::dev::MessageResponse;
 use actix::{Addr, Context, Handler, Message, ResponseFuture, Supervisor};
 use tokio::sync::oneshot;
 
-use super::{DbExecutor, ExecutorError};
-use crate::db::{Outbox, Pool};
+use super::{DbExecutor, ExecutorError, Relay};
+use crate::db::Pool;
 
 /// The supervised executors and a round-robin dispatcher over them.
 ///
@@ -29,15 +29,15 @@ struct Mailbox {
 
 impl Executors {
     /// Starts `count` executors on the current arbiter, each under a `Supervisor`.
-    pub fn start(count: usize, pool: Pool, ping_timeout: Duration, outbox: Outbox) -> Self {
+    pub fn start(count: usize, pool: Pool, ping_timeout: Duration, relay: Relay) -> Self {
         let restarts = Arc::new(AtomicU64::new(0));
         let executors = (0..count.max(1))
             .map(|index| {
                 let (pool, restarts) = (pool.clone(), restarts.clone());
-                let outbox = outbox.clone();
+                let relay = relay.clone();
                 Mailbox {
                     addr: Supervisor::start(move |_| {
-                        DbExecutor::new(index, pool, ping_timeout, outbox, restarts)
+                        DbExecutor::new(index, pool, ping_timeout, relay, restarts)
                     }),
                     waiting: Arc::default(),
                 }

@@ -22,7 +22,7 @@ use crate::domain::{
 };
 
 /// Changes whenever a transaction that wrote events commits: at once for this instance's
-/// (`db::Outbox`), through `NOTIFY` for the others' (`db::listen_for_events`).
+/// (`actors::Relay`), through `NOTIFY` for the others' (`actors::listen_for_events`).
 #[derive(Clone)]
 pub struct EventSignal(pub watch::Receiver<()>);
 
