@@ -21,10 +21,11 @@ use tokio::task::{JoinError, JoinSet};
 
 use super::relay::{Handoff, Handoffs};
 use crate::db::{
-    claim_deliveries, error_chain, next_delivery_due_in, oldest_pending_delivery_age,
-    record_delivered, record_failed_attempt, ConnectOptions, StoreError,
+    claim_deliveries, next_delivery_due_in, oldest_pending_delivery_age, record_delivered,
+    record_failed_attempt, ConnectOptions, StoreError,
 };
 use crate::domain::{webhook_signature, Event, RetrySchedule, WebhookSecret};
+use crate::error_chain::error_chain;
 use crate::metrics;
 
 /// Requests open at once per instance.

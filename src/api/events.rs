@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::error::{ErrorBody, ErrorCode};
 use super::params::reject_unknown_parameters;
-use super::ApiError;
+use super::{ApiError, InternalError};
 use crate::actors::{Executors, GetDeliveries, ListEvents};
 use crate::domain::{
     parse_event_types, parse_wait, DeliveryReport, Event, EventId, EventPosition, EventType,
@@ -182,8 +182,11 @@ pub async fn stream_events(
         .map(|value| value.to_str().unwrap_or("<not text>").to_owned());
     let request = EventsRequest {
         after: position(last_seen.as_deref().or(query.after.as_deref()))?,
-        limit: PageLimit::parse(Some(STREAM_BATCH))
-            .map_err(|message| ApiError::Internal(format!("stream batch size: {message}")))?,
+        limit: PageLimit::parse(Some(STREAM_BATCH)).map_err(|message| {
+            ApiError::Internal(InternalError::Other(format!(
+                "stream batch size: {message}"
+            )))
+        })?,
         types: event_types(query.kind.as_deref())?,
     };
     let stream =

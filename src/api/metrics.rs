@@ -1,6 +1,6 @@
 use actix_web::{web, HttpResponse};
 
-use super::ApiError;
+use super::{ApiError, InternalError};
 use crate::actors::Executors;
 use crate::metrics::{self, PoolSnapshot, Snapshot};
 
@@ -23,8 +23,7 @@ pub async fn metrics(executors: web::Data<Executors>) -> Result<HttpResponse, Ap
         mailbox_depths: executors.mailbox_depths(),
         executor_restarts: executors.restarts(),
     };
-    let text = metrics::render(&now)
-        .map_err(|e| ApiError::Internal(format!("cannot render the metrics: {e}")))?;
+    let text = metrics::render(&now).map_err(|e| ApiError::Internal(InternalError::Metrics(e)))?;
     Ok(HttpResponse::Ok()
         .content_type(metrics::CONTENT_TYPE)
         .body(text))

@@ -14,7 +14,6 @@ mod pool;
 mod queries;
 pub mod schema;
 
-pub(crate) use connect::error_chain;
 pub use connect::{ConnectOptions, ConnectOptionsError, SslMode};
 pub use create::{insert_orders, Created, CreatedBatch};
 pub use deliveries::{
