@@ -1,19 +1,28 @@
-//! The `DbExecutor` actors. Each turns typed messages into queries on a connection from the
-//! shared bb8 pool; the executor set spreads messages over them and keeps them alive. Beside
-//! them, the webhook dispatcher, which shares neither their pool nor their mailboxes. Holds no
-//! business rules (those are in `domain`) and knows nothing of the API's HTTP.
+//! The actor layer: what runs the storage layer's queries, and what follows their commits.
+//!
+//! - `executor`: the `DbExecutor` actors. Each turns typed messages (`messages`) into queries on
+//!   a connection from the shared bb8 pool, and group-commits creates.
+//! - `executors`: the supervised set of them, which spreads messages over them round-robin and
+//!   counts what waits in their mailboxes.
+//! - `relay`: what follows a commit that wrote events (the feed's readers woken, the events
+//!   handed to the dispatcher), and the connection that LISTENs for other instances' commits.
+//! - `dispatcher`: the webhook dispatcher, a task beside the executors (not an actor) that
+//!   shares neither their pool nor their mailboxes.
+//!
+//! Holds no business rules (those are in `domain`) and no SQL (in `db`), and knows nothing of
+//! the API's HTTP.
 
-mod delivery;
+mod dispatcher;
 mod executor;
+mod executors;
 mod messages;
 mod relay;
-mod set;
 
-pub use delivery::{delivery_lease, start_dispatcher, DispatcherHandle, WebhookSettings};
+pub use dispatcher::{delivery_lease, start_dispatcher, DispatcherHandle, WebhookSettings};
 pub use executor::{DbExecutor, ExecutorError};
+pub use executors::Executors;
 pub use messages::{
     ChangeStatus, CheckHealth, CreateOrder, GetDeliveries, GetHistory, GetOrder, ListEvents,
     ListOrders, PurgeEvents, PurgeIdempotencyKeys,
 };
 pub use relay::{listen_for_events, Relay};
-pub use set::{Executors, Queued};

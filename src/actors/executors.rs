@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use super::{DbExecutor, ExecutorError, Relay};
 use crate::db::Pool;
 
-/// The supervised executors and a round-robin dispatcher over them.
+/// The supervised executors, with messages spread over them round-robin.
 ///
 /// Each executor's mailbox is bounded (actix's default of 16 messages) and `send` waits for
 /// room: under overload, requests queue here instead of piling up inside the actors.
@@ -87,7 +87,7 @@ impl Executors {
 }
 
 /// A message on its way through an executor's mailbox, counted while it waits there.
-pub struct Queued<M> {
+pub(crate) struct Queued<M> {
     message: M,
     ticket: Ticket,
 }
@@ -109,7 +109,13 @@ where
         Queued { message, ticket }: Queued<M>,
         ctx: &mut Context<Self>,
     ) -> Self::Result {
+        // Counted out as its handling starts.
         drop(ticket);
+        // Handled as if `M` itself had been sent: its handler runs here, and the response it
+        // gives (`ResponseActFuture`, `ResponseFuture`, …) is driven by actix's own
+        // `MessageResponse::handle`, as the mailbox would drive it, with a reply channel of
+        // ours. So each kind keeps its meaning (an actor future still runs inside this actor)
+        // and the counting wraps every message without a handler of its own.
         let (reply, answer) = oneshot::channel();
         <Self as Handler<M>>::handle(self, message, ctx).handle(ctx, Some(reply));
         Box::pin(async move { answer.await.unwrap_or(Err(ExecutorError::Interrupted)) })
