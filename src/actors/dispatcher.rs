@@ -15,14 +15,14 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 use tokio::sync::oneshot;
 use tokio::task::{JoinError, JoinSet};
 
 use super::relay::{Handoff, Handoffs};
 use crate::db::{
-    claim_deliveries, next_delivery_due_in, oldest_pending_delivery_age, record_delivered,
-    record_failed_attempt, ConnectOptions, StoreError,
+    claim_deliveries, connect_dispatcher, next_delivery_due_in, oldest_pending_delivery_age,
+    record_delivered, record_failed_attempt, ConnectOptions, StoreError,
 };
 use crate::domain::{webhook_signature, Event, RetrySchedule, WebhookSecret};
 use crate::error_chain::error_chain;
@@ -360,7 +360,7 @@ async fn connection<'a>(
 ) -> Result<&'a mut AsyncPgConnection, StoreError> {
     match conn {
         Some(conn) => Ok(conn),
-        None => Ok(conn.insert(connect(database).await?)),
+        None => Ok(conn.insert(connect_dispatcher(database).await?)),
     }
 }
 
@@ -376,29 +376,6 @@ fn body_of(event: &Event) -> Option<String> {
     serde_json::to_string(event)
         .inspect_err(|e| log::error!("webhooks: cannot serialise event {}: {e}", event.id))
         .ok()
-}
-
-/// The dispatcher's own connection.
-///
-/// Its prepared statements are planned for their parameters every time. The connection lives
-/// as long as the instance, and `webhook_deliveries` grows from nothing to millions of rows
-/// meanwhile: a generic plan cached while it was small (a sequential scan for the outcomes'
-/// statement) took 4.4 ms a statement once it held 80,000 rows, against 0.1 ms for the index
-/// lookups a fresh plan makes.
-///
-/// Its commits wait for the disk like any other. They used to skip the wait, when every outcome
-/// was a commit of its own; since outcomes are recorded together the wait costs the creates
-/// nothing measurable, and a PostgreSQL crash no longer loses delivered marks (which had meant
-/// up to 9 deliveries sent twice in `tests/webhooks.rs`).
-async fn connect(database: &ConnectOptions) -> Result<AsyncPgConnection, StoreError> {
-    let mut conn = database
-        .connect()
-        .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    diesel::sql_query("SET plan_cache_mode = force_custom_plan")
-        .execute(&mut conn)
-        .await?;
-    Ok(conn)
 }
 
 /// Records outcomes: the delivered ones in one statement, each failure on its own (there are

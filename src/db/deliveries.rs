@@ -16,7 +16,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::events::{into_events, EventRow};
 use super::outbox::micros;
-use super::StoreError;
+use super::{ConnectOptions, StoreError};
 use crate::domain::{DeliveryReport, DeliveryState, Event, FailedAttempt};
 
 /// A delivery claimed for one attempt.
@@ -26,6 +26,31 @@ pub struct DueDelivery {
     pub url: String,
     /// This attempt's number, the first being 1.
     pub attempt: u32,
+}
+
+/// A connection of the webhook dispatcher's own.
+///
+/// Its prepared statements are planned for their parameters every time. The connection lives
+/// as long as the instance, and `webhook_deliveries` grows from nothing to millions of rows
+/// meanwhile: a generic plan cached while it was small (a sequential scan for the outcomes'
+/// statement) took 4.4 ms a statement once it held 80,000 rows, against 0.1 ms for the index
+/// lookups a fresh plan makes.
+///
+/// Its commits wait for the disk like any other. They used to skip the wait, when every outcome
+/// was a commit of its own; since outcomes are recorded together the wait costs the creates
+/// nothing measurable, and a PostgreSQL crash no longer loses delivered marks (which had meant
+/// up to 9 deliveries sent twice in `tests/webhooks.rs`).
+pub async fn connect_dispatcher(
+    database: &ConnectOptions,
+) -> Result<AsyncPgConnection, StoreError> {
+    let mut conn = database
+        .connect()
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    diesel::sql_query("SET plan_cache_mode = force_custom_plan")
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
 }
 
 #[derive(QueryableByName)]

@@ -17,8 +17,8 @@ pub mod schema;
 pub use connect::{ConnectOptions, ConnectOptionsError, SslMode};
 pub use create::{insert_orders, Created, CreatedBatch};
 pub use deliveries::{
-    claim_deliveries, event_deliveries, next_delivery_due_in, oldest_pending_delivery_age,
-    record_delivered, record_failed_attempt, DueDelivery,
+    claim_deliveries, connect_dispatcher, event_deliveries, next_delivery_due_in,
+    oldest_pending_delivery_age, record_delivered, record_failed_attempt, DueDelivery,
 };
 pub use error::StoreError;
 pub use events::{events_page, purge_events, EventListener, EventPage};
