@@ -24,7 +24,7 @@ use crate::db::{
     claim_deliveries, connect_dispatcher, next_delivery_due_in, oldest_pending_delivery_age,
     record_delivered, record_failed_attempt, ConnectOptions, StoreError,
 };
-use crate::domain::{webhook_signature, Event, RetrySchedule, WebhookSecret};
+use crate::domain::{webhook_signature, Event, EventId, RetrySchedule, WebhookSecret};
 use crate::error_chain::error_chain;
 use crate::metrics;
 
@@ -70,7 +70,7 @@ pub fn delivery_lease(timeout: Duration) -> Duration {
 
 /// One attempt to make: the event as JSON, to one URL.
 struct Outgoing {
-    event_id: i64,
+    event_id: EventId,
     url: String,
     /// This attempt's number, the first being 1.
     attempt: u32,
@@ -79,7 +79,7 @@ struct Outgoing {
 
 /// How one attempt went: `error` is `None` on a 2xx answer.
 struct Attempt {
-    event_id: i64,
+    event_id: EventId,
     url: String,
     number: u32,
     error: Option<String>,
@@ -385,7 +385,7 @@ async fn record_outcomes(
     attempts: &[Attempt],
     retries: &RetrySchedule,
 ) -> Result<(), StoreError> {
-    let delivered: Vec<(i64, &str)> = attempts
+    let delivered: Vec<(EventId, &str)> = attempts
         .iter()
         .filter(|attempt| attempt.error.is_none())
         .map(|attempt| (attempt.event_id, attempt.url.as_str()))

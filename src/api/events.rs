@@ -251,7 +251,7 @@ fn sse_messages(events: &[Event]) -> String {
 /// How the webhook deliveries of one event stand (`GET /api/v1/events/{id}/deliveries`).
 #[derive(Serialize, ToSchema)]
 pub struct DeliveriesResponse {
-    event_id: i64,
+    event_id: EventId,
     /// One per webhook URL configured when the event was written; empty without webhooks.
     deliveries: Vec<DeliveryReport>,
 }
@@ -274,8 +274,7 @@ pub async fn event_deliveries(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let event_id = EventId::parse(&id)
-        .map_err(|message| ApiError::bad_request(ErrorCode::InvalidId, message))?
-        .get();
+        .map_err(|message| ApiError::bad_request(ErrorCode::InvalidId, message))?;
     let deliveries = executors
         .send(GetDeliveries(event_id))
         .await?

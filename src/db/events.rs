@@ -21,7 +21,7 @@ use super::outbox::EVENTS_CHANNEL;
 use super::queries::orders_by_id;
 use super::{ConnectOptions, StoreError};
 use crate::domain::{
-    Event, EventData, EventPosition, EventType, EventsRequest, Order, OrderId, OrderStatus,
+    Event, EventData, EventId, EventPosition, EventType, EventsRequest, Order, OrderId, OrderStatus,
 };
 
 /// One page of the feed.
@@ -206,7 +206,7 @@ impl EventRow {
         let order = RawValue::from_string(data)
             .map_err(|e| StoreError::Impossible(format!("event {}: data: {e}", self.id)))?;
         Ok(Event {
-            id: self.id,
+            id: EventId::from_stored(self.id),
             kind,
             timestamp: self.occurred_at,
             cursor,

@@ -10,6 +10,7 @@ use order_service::db::{
     claim_deliveries, next_delivery_due_in, oldest_pending_delivery_age, record_delivered,
     record_failed_attempt,
 };
+use order_service::domain::EventId;
 
 use crate::helpers::{error_body, seed_order, spawn_app, spawn_app_with, TestApp};
 
@@ -17,7 +18,7 @@ const URL: &str = "http://127.0.0.1:9/hook";
 const LONG: Duration = Duration::from_secs(3600);
 
 /// An order whose creation event has one pending delivery; the event's id.
-async fn one_delivery(app: &TestApp) -> i64 {
+async fn one_delivery(app: &TestApp) -> EventId {
     let order = app.created(&seed_order()).await;
     let mut conn = app.db.connect().await;
     diesel::sql_query(format!(
@@ -28,9 +29,11 @@ async fn one_delivery(app: &TestApp) -> i64 {
     .execute(&mut conn)
     .await
     .unwrap();
-    app.db
-        .count("SELECT max(event_id) AS count FROM webhook_deliveries")
-        .await
+    EventId::from_stored(
+        app.db
+            .count("SELECT max(event_id) AS count FROM webhook_deliveries")
+            .await,
+    )
 }
 
 async fn state(app: &TestApp) -> (String, i64) {
@@ -49,7 +52,7 @@ async fn state(app: &TestApp) -> (String, i64) {
     (row.state, row.attempts.into())
 }
 
-async fn claim(conn: &mut AsyncPgConnection, lease: Duration) -> Vec<(i64, u32)> {
+async fn claim(conn: &mut AsyncPgConnection, lease: Duration) -> Vec<(EventId, u32)> {
     claim_deliveries(conn, 10, lease)
         .await
         .unwrap()
