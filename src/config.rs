@@ -159,7 +159,7 @@ fn positive<T: PartialOrd + Default>(n: &T) -> Result<(), String> {
     }
 }
 
-/// `DATABASE_URL` when set, else a URL built from the seed's `POSTGRES_*` variables; parsed
+/// `DATABASE_URL` when set, else a URL built from the `POSTGRES_*` variables; parsed
 /// here so that a bad URL, TLS mode or CA file stops start-up and names its variable.
 fn database(env: &Env<'_>) -> Result<ConnectOptions, ConfigError> {
     if let Some(url) = env.get("DATABASE_URL") {
@@ -223,7 +223,7 @@ fn database_url(env: &Env<'_>) -> Result<String, ConfigError> {
 struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
 
 impl Env<'_> {
-    /// The variable's value; set-but-empty counts as unset, as in the seed.
+    /// The variable's value; set but blank counts as unset.
     fn get(&self, var: &str) -> Option<String> {
         (self.0)(var).filter(|v| !v.trim().is_empty())
     }
@@ -283,7 +283,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_match_the_seed_where_it_is_right() {
+    fn every_variable_has_its_default_when_nothing_is_set() {
         let c = config(&[]).unwrap();
         assert_eq!(c.port, 8080);
         assert_eq!(
