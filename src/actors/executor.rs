@@ -26,10 +26,8 @@ use crate::metrics;
 /// Most orders written in one transaction. Batches travel as one array per column, so no
 /// bind-parameter limit applies; the cap bounds what one batch costs its requests: each waits
 /// for the whole batch's statement and commit, and a batch that fails is written again one
-/// order at a time. Measured (stress, create, 10 s, one run each, 2026-11-26): at 500 clients
-/// 12,218/s with 50, 13,476/s with 100 and 13,732/s with 250 (p99 85, 70 and 63 ms); at 100
-/// clients batches stay smaller than 50 and the three were within run-to-run noise. 100 keeps
-/// nearly all of 250's throughput with half its worst-case retry.
+/// order at a time. 100 keeps nearly all the throughput of a larger cap with a smaller
+/// worst-case retry (docs/PERFORMANCE.md has the measurements).
 const MAX_BATCH: usize = 100;
 
 #[derive(Debug, thiserror::Error)]

@@ -33,13 +33,12 @@ pub struct DueDelivery {
 /// Its prepared statements are planned for their parameters every time. The connection lives
 /// as long as the instance, and `webhook_deliveries` grows from nothing to millions of rows
 /// meanwhile: a generic plan cached while it was small (a sequential scan for the outcomes'
-/// statement) took 4.4 ms a statement once it held 80,000 rows, against 0.1 ms for the index
-/// lookups a fresh plan makes.
+/// statement) would still be used once it is large, where a fresh plan looks up the indexes
+/// (docs/PERFORMANCE.md has the figures).
 ///
-/// Its commits wait for the disk like any other. They used to skip the wait, when every outcome
-/// was a commit of its own; since outcomes are recorded together the wait costs the creates
-/// nothing measurable, and a PostgreSQL crash no longer loses delivered marks (which had meant
-/// up to 9 deliveries sent twice in `tests/webhooks.rs`).
+/// Its commits wait for the disk like any other: outcomes are recorded together, so the wait
+/// costs the creates nothing measurable, and a PostgreSQL crash cannot lose a delivered mark
+/// (which would send that delivery again).
 pub async fn connect_dispatcher(
     database: &ConnectOptions,
 ) -> Result<AsyncPgConnection, StoreError> {
