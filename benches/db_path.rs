@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use order_service::actors::{delivery_lease, CreateOrder, Executors, GetOrder, Relay};
+use order_service::actors::{CreateOrder, Executors, GetOrder, Relay};
 use order_service::config::Config;
 use order_service::db::{run_migrations, ConnectOptions, Created, Pool};
 use order_service::domain::{CreateRequest, ItemInput, NewOrder};
@@ -56,8 +56,7 @@ fn db_path(c: &mut Criterion) {
         let (relay, _) = Relay::start(
             pool.clone(),
             tokio::sync::watch::Sender::new(()),
-            config.webhook_urls.clone().into(),
-            delivery_lease(config.webhook_timeout),
+            config.webhooks.as_ref(),
         );
         Executors::start(config.executors, pool, Duration::from_secs(2), relay)
     });

@@ -8,8 +8,8 @@ use actix_web::{web, App, HttpServer};
 use tokio::sync::watch;
 
 use crate::actors::{
-    delivery_lease, listen_for_events, start_dispatcher, DispatcherHandle, Executors, PurgeEvents,
-    PurgeIdempotencyKeys, Relay, WebhookSettings,
+    listen_for_events, start_dispatcher, DispatcherHandle, Executors, PurgeEvents,
+    PurgeIdempotencyKeys, Relay,
 };
 use crate::api::{Draining, EventSignal};
 use crate::config::Config;
@@ -55,8 +55,7 @@ impl Application {
         let (relay, handoffs) = Relay::start(
             pool.clone(),
             events_committed.clone(),
-            config.webhook_urls.clone().into(),
-            delivery_lease(config.webhook_timeout),
+            config.webhooks.as_ref(),
         );
         let executors = web::Data::new(Executors::start(
             config.executors,
@@ -66,17 +65,13 @@ impl Application {
         ));
         actix_web::rt::spawn(purge_expired(executors.clone(), config.events_retention));
         listen_for_events(config.database.clone(), events_committed);
-        let dispatcher = match (handoffs, &config.webhook_secret) {
-            (Some(handoffs), Some(secret)) => {
-                let settings = WebhookSettings {
-                    secret: secret.clone(),
-                    timeout: config.webhook_timeout,
-                    retries: config.webhook_retries.clone(),
-                };
+        // The relay has handoffs exactly when there are webhooks.
+        let dispatcher = config
+            .webhooks
+            .zip(handoffs)
+            .and_then(|(settings, handoffs)| {
                 start_dispatcher(config.database.clone(), settings, handoffs)
-            }
-            _ => None,
-        };
+            });
         let event_signal = web::Data::new(EventSignal(events));
         let api_keys = web::Data::new(config.api_keys.clone());
         let draining = web::Data::new(Draining::default());

@@ -54,17 +54,21 @@ const MEASURE_BACKLOG_EVERY: Duration = Duration::from_secs(10);
 /// What a failed attempt got is recorded cut to this many characters.
 const MAX_ERROR_CHARS: usize = 500;
 
-/// What the dispatcher needs to send.
+/// Webhook deliveries: every order event is POSTed, signed, to each URL.
+#[derive(Debug, Clone)]
 pub struct WebhookSettings {
+    /// At least one.
+    pub urls: Vec<String>,
     pub secret: WebhookSecret,
     /// How long one request may take, from connecting to the response's status.
     pub timeout: Duration,
+    /// The waits between attempts of a failing delivery; after the last, it is failed.
     pub retries: RetrySchedule,
 }
 
 /// How long a delivery belongs to the dispatcher that claimed it (or to the instance that wrote
 /// it), for requests that may take `timeout`.
-pub fn delivery_lease(timeout: Duration) -> Duration {
+pub(super) fn delivery_lease(timeout: Duration) -> Duration {
     timeout + LEASE_MARGIN
 }
 

@@ -434,12 +434,7 @@ mod tests {
     async fn a_panicking_executor_is_restarted_and_serves_the_next_request() {
         // One executor, so the next message must be served by the restarted actor.
         let pool = pool();
-        let (relay, _) = Relay::start(
-            pool.clone(),
-            tokio::sync::watch::Sender::new(()),
-            Arc::from([]),
-            Duration::ZERO,
-        );
+        let (relay, _) = Relay::start(pool.clone(), tokio::sync::watch::Sender::new(()), None);
         let executors = Executors::start(1, pool, Duration::from_secs(2), relay);
         executors
             .send(CheckHealth)

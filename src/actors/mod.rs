@@ -18,7 +18,7 @@ mod executors;
 mod messages;
 mod relay;
 
-pub use dispatcher::{delivery_lease, start_dispatcher, DispatcherHandle, WebhookSettings};
+pub use dispatcher::{start_dispatcher, DispatcherHandle, WebhookSettings};
 pub use executor::{DbExecutor, ExecutorError};
 pub use executors::Executors;
 pub use messages::{

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
+use super::dispatcher::delivery_lease;
+use super::WebhookSettings;
 use crate::db::{
     notify_event_listeners, ConnectOptions, Created, CreatedBatch, DeliveryRows, EventListener,
     Moved, Pool, StoreError,
@@ -73,27 +75,27 @@ pub type Handoffs = mpsc::Receiver<Handoff>;
 
 impl Relay {
     /// Starts the task that sends the `NOTIFY`s, on the current runtime; it ends when the last
-    /// clone of the relay is dropped. Every commit moves `readers`. With webhook URLs,
-    /// deliveries are leased for `lease` when written, and the handoffs are returned for the
-    /// dispatcher, which must take the first attempt of each within that time.
+    /// clone of the relay is dropped. Every commit moves `readers`. With webhooks, deliveries
+    /// are leased to this instance when written, and the handoffs are returned for the
+    /// dispatcher, which must take the first attempt of each within the lease.
     pub fn start(
         pool: Pool,
         readers: watch::Sender<()>,
-        webhook_urls: Arc<[String]>,
-        lease: Duration,
+        webhooks: Option<&WebhookSettings>,
     ) -> (Self, Option<Handoffs>) {
         let (notify, wanted) = mpsc::channel(1);
         tokio::spawn(notify_other_instances(pool, wanted));
-        let (webhooks, handoffs) = if webhook_urls.is_empty() {
-            (None, None)
-        } else {
-            let (dispatcher, handoffs) = mpsc::channel(HANDOFFS_QUEUED);
-            let webhooks = Webhooks {
-                urls: webhook_urls,
-                lease,
-                dispatcher,
-            };
-            (Some(webhooks), Some(handoffs))
+        let (webhooks, handoffs) = match webhooks {
+            None => (None, None),
+            Some(settings) => {
+                let (dispatcher, handoffs) = mpsc::channel(HANDOFFS_QUEUED);
+                let webhooks = Webhooks {
+                    urls: settings.urls.as_slice().into(),
+                    lease: delivery_lease(settings.timeout),
+                    dispatcher,
+                };
+                (Some(webhooks), Some(handoffs))
+            }
         };
         let relay = Self {
             webhooks,

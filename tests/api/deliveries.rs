@@ -6,11 +6,12 @@
 use std::time::Duration;
 
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use order_service::actors::WebhookSettings;
 use order_service::db::{
     claim_deliveries, next_delivery_due_in, oldest_pending_delivery_age, record_delivered,
     record_failed_attempt,
 };
-use order_service::domain::EventId;
+use order_service::domain::{EventId, RetrySchedule, WebhookSecret};
 
 use crate::helpers::{error_body, seed_order, spawn_app, spawn_app_with, TestApp};
 
@@ -158,15 +159,23 @@ async fn spawn_app_with_dead_hooks(count: usize) -> TestApp {
         .local_addr()
         .unwrap();
     spawn_app_with(move |c| {
-        c.webhook_urls = (1..=count)
-            .map(|n| format!("http://{dead}/hooks/{n}"))
-            .collect();
-        c.webhook_secret = Some(
-            order_service::domain::WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-                .unwrap(),
-        );
+        c.webhooks = Some(webhooks(
+            (1..=count)
+                .map(|n| format!("http://{dead}/hooks/{n}"))
+                .collect(),
+        ));
     })
     .await
+}
+
+/// Webhooks to `urls`, with the default timeout and retry schedule.
+fn webhooks(urls: Vec<String>) -> WebhookSettings {
+    WebhookSettings {
+        urls,
+        secret: WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap(),
+        timeout: Duration::from_secs(10),
+        retries: RetrySchedule::parse(RetrySchedule::DEFAULT).unwrap(),
+    }
 }
 
 #[actix_web::test]
@@ -256,12 +265,10 @@ async fn every_failed_attempt_is_shown_with_what_the_receiver_answered() {
     actix_web::rt::spawn(receiver.run());
     let hook = url.clone();
     let app = spawn_app_with(move |c| {
-        c.webhook_urls = vec![hook];
-        c.webhook_secret = Some(
-            order_service::domain::WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-                .unwrap(),
-        );
-        c.webhook_retries = order_service::domain::RetrySchedule::parse("50ms").unwrap();
+        c.webhooks = Some(WebhookSettings {
+            retries: RetrySchedule::parse("50ms").unwrap(),
+            ..webhooks(vec![hook])
+        });
     })
     .await;
     app.created(&seed_order()).await;
