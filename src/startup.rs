@@ -45,74 +45,12 @@ pub struct Application {
 }
 
 impl Application {
-    /// Migrates the database, starts the executors and binds the listener (port 0 picks a free
-    /// port, which tests use). Serving starts with `run_until_stopped`.
+    /// Migrates the database, starts the components and binds the listener (port 0 picks a
+    /// free port, which tests use). Serving starts with `run_until_stopped`.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let applied = run_migrations(&config.database).await?;
-        log::info!("database ready ({applied} migration(s) applied)");
-        let pool = Pool::build(&config.database, &config.pool);
-        let (events_committed, events) = watch::channel(());
-        let (relay, handoffs) = Relay::start(
-            pool.clone(),
-            events_committed.clone(),
-            config.webhooks.as_ref(),
-        );
-        let executors = web::Data::new(Executors::start(
-            config.executors,
-            pool,
-            config.ping_timeout,
-            relay,
-        ));
-        actix_web::rt::spawn(purge_expired(executors.clone(), config.events_retention));
-        listen_for_events(config.database.clone(), events_committed);
-        // The relay has handoffs exactly when there are webhooks.
-        let dispatcher = config
-            .webhooks
-            .zip(handoffs)
-            .and_then(|(settings, handoffs)| {
-                start_dispatcher(config.database.clone(), settings, handoffs)
-            });
-        let event_signal = web::Data::new(EventSignal(events));
-        let api_keys = web::Data::new(config.api_keys.clone());
+        let components = Components::start(&config).await?;
         let draining = web::Data::new(Draining::default());
-        let app_draining = draining.clone();
-        let cors_origins = config.cors_allowed_origins.clone();
-        let request_timeout = config.request_timeout;
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(from_fn(move |req, next| {
-                    crate::api::body_deadline(req, next, request_timeout)
-                }))
-                .wrap(crate::api::cors(&cors_origins))
-                // Sees every answer, the other middleware's included, and gives error answers
-                // their JSON body.
-                .wrap(from_fn(crate::api::observe))
-                // Outermost, so that it compresses the body that leaves (an error's too): gzip,
-                // br or zstd when the client asks and the body is large enough to gain (a
-                // 100-order page shrinks ~10×).
-                .wrap(from_fn(crate::api::compress))
-                .app_data(executors.clone())
-                .app_data(api_keys.clone())
-                .app_data(app_draining.clone())
-                .app_data(event_signal.clone())
-                .configure(crate::api::configure)
-        })
-        .client_request_timeout(config.request_timeout)
-        .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
-        .keep_alive(KEEP_ALIVE)
-        .max_connections(MAX_CONNECTIONS_PER_WORKER)
-        .backlog(BACKLOG)
-        // Stopping is ours: first drain (see `run_until_stopped`), then actix's graceful stop.
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
-        // Bound by actix, which listens with `BACKLOG`: a listener bound by the standard
-        // library listens with 128 whatever `backlog` says.
-        .bind((config.host, config.port))?;
-        let port = server
-            .addrs()
-            .first()
-            .map_or(config.port, |addr| addr.port());
-        let server = server.run();
+        let (server, port) = serve(&config, &components, &draining)?;
         log::info!(
             "listening on {}:{port} with {} db executor(s); API keys {}",
             config.host,
@@ -128,7 +66,7 @@ impl Application {
             server,
             draining,
             shutdown_grace: config.shutdown_grace,
-            dispatcher,
+            dispatcher: components.dispatcher,
         })
     }
 
@@ -151,6 +89,102 @@ impl Application {
         }
         served
     }
+}
+
+/// What the HTTP server serves from, started before it binds.
+struct Components {
+    executors: web::Data<Executors>,
+    /// Moves when events commit, on this instance or another.
+    event_signal: web::Data<EventSignal>,
+    /// The webhook dispatcher, when webhooks are configured.
+    dispatcher: Option<DispatcherHandle>,
+}
+
+impl Components {
+    /// Migrates the database, then starts the pool, the relay, the executors, the hourly purge,
+    /// the event listener and, with webhooks, the dispatcher.
+    async fn start(config: &Config) -> Result<Self, StartupError> {
+        let applied = run_migrations(&config.database).await?;
+        log::info!("database ready ({applied} migration(s) applied)");
+        let pool = Pool::build(&config.database, &config.pool);
+        let (events_committed, events) = watch::channel(());
+        let (relay, handoffs) = Relay::start(
+            pool.clone(),
+            events_committed.clone(),
+            config.webhooks.as_ref(),
+        );
+        let executors = web::Data::new(Executors::start(
+            config.executors,
+            pool,
+            config.ping_timeout,
+            relay,
+        ));
+        actix_web::rt::spawn(purge_expired(executors.clone(), config.events_retention));
+        listen_for_events(config.database.clone(), events_committed);
+        // The relay has handoffs exactly when there are webhooks.
+        let dispatcher = config
+            .webhooks
+            .clone()
+            .zip(handoffs)
+            .and_then(|(settings, handoffs)| {
+                start_dispatcher(config.database.clone(), settings, handoffs)
+            });
+        Ok(Self {
+            executors,
+            event_signal: web::Data::new(EventSignal(events)),
+            dispatcher,
+        })
+    }
+}
+
+/// Builds the HTTP server on the components, binds its listener and starts it; answers the
+/// port it listens on.
+fn serve(
+    config: &Config,
+    components: &Components,
+    draining: &web::Data<Draining>,
+) -> std::io::Result<(Server, u16)> {
+    let executors = components.executors.clone();
+    let event_signal = components.event_signal.clone();
+    let api_keys = web::Data::new(config.api_keys.clone());
+    let draining = draining.clone();
+    let cors_origins = config.cors_allowed_origins.clone();
+    let request_timeout = config.request_timeout;
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(from_fn(move |req, next| {
+                crate::api::body_deadline(req, next, request_timeout)
+            }))
+            .wrap(crate::api::cors(&cors_origins))
+            // Sees every answer, the other middleware's included, and gives error answers
+            // their JSON body.
+            .wrap(from_fn(crate::api::observe))
+            // Outermost, so that it compresses the body that leaves (an error's too): gzip,
+            // br or zstd when the client asks and the body is large enough to gain (a
+            // 100-order page shrinks ~10×).
+            .wrap(from_fn(crate::api::compress))
+            .app_data(executors.clone())
+            .app_data(api_keys.clone())
+            .app_data(draining.clone())
+            .app_data(event_signal.clone())
+            .configure(crate::api::configure)
+    })
+    .client_request_timeout(config.request_timeout)
+    .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+    .keep_alive(KEEP_ALIVE)
+    .max_connections(MAX_CONNECTIONS_PER_WORKER)
+    .backlog(BACKLOG)
+    // Stopping is ours: first drain (see `run_until_stopped`), then actix's graceful stop.
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
+    // Bound by actix, which listens with `BACKLOG`: a listener bound by the standard
+    // library listens with 128 whatever `backlog` says.
+    .bind((config.host, config.port))?;
+    let port = server
+        .addrs()
+        .first()
+        .map_or(config.port, |addr| addr.port());
+    Ok((server.run(), port))
 }
 
 /// How long in-flight requests may take to finish once the listener has closed.
