@@ -42,10 +42,7 @@ pub struct DueDelivery {
 pub async fn connect_dispatcher(
     database: &ConnectOptions,
 ) -> Result<AsyncPgConnection, StoreError> {
-    let mut conn = database
-        .connect()
-        .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let mut conn = database.connect().await?;
     diesel::sql_query("SET plan_cache_mode = force_custom_plan")
         .execute(&mut conn)
         .await?;

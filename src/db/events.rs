@@ -237,10 +237,7 @@ pub struct EventListener {
 impl EventListener {
     /// Connects and starts listening.
     pub async fn start(options: &ConnectOptions) -> Result<Self, StoreError> {
-        let mut conn = options
-            .connect()
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let mut conn = options.connect().await?;
         diesel::sql_query(format!("LISTEN {EVENTS_CHANNEL}"))
             .execute(&mut conn)
             .await?;
