@@ -13,13 +13,13 @@
 //! claiming and finishes what it sent, so that a restart does not send again what was delivered.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel_async::AsyncPgConnection;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinError, JoinSet};
 
-use super::relay::{Handoff, Handoffs};
 use crate::db::{
     claim_deliveries, connect_dispatcher, next_delivery_due_in, oldest_pending_delivery_age,
     record_delivered, record_failed_attempt, ConnectOptions, StoreError,
@@ -65,6 +65,19 @@ pub struct WebhookSettings {
     /// The waits between attempts of a failing delivery; after the last, it is failed.
     pub retries: RetrySchedule,
 }
+
+/// Events that have just committed, for the dispatcher of the instance that wrote them.
+pub struct Handoff {
+    pub events: Vec<Event>,
+    /// The URLs each event has a delivery row for.
+    pub urls: Arc<[String]>,
+    /// When the transaction that wrote them began, or a little before: their deliveries'
+    /// leases run from the transaction's `now()`, so from no earlier than this.
+    pub leased_from: Instant,
+}
+
+/// The dispatcher's end of the handoffs.
+pub type Handoffs = mpsc::Receiver<Handoff>;
 
 /// How long a delivery belongs to the dispatcher that claimed it (or to the instance that wrote
 /// it), for requests that may take `timeout`.

@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use super::dispatcher::delivery_lease;
-use super::WebhookSettings;
+use super::dispatcher::{delivery_lease, Handoff, Handoffs, WebhookSettings};
 use crate::db::{
     notify_event_listeners, ConnectOptions, Created, CreatedBatch, DeliveryRows, EventListener,
     Moved, Pool, StoreError,
@@ -59,19 +58,6 @@ struct Webhooks {
     lease: Duration,
     dispatcher: mpsc::Sender<Handoff>,
 }
-
-/// Events that have just committed, for the dispatcher of the instance that wrote them.
-pub struct Handoff {
-    pub events: Vec<Event>,
-    /// The URLs each event has a delivery row for.
-    pub urls: Arc<[String]>,
-    /// When the transaction that wrote them began, or a little before: their deliveries'
-    /// leases run from the transaction's `now()`, so from no earlier than this.
-    pub leased_from: Instant,
-}
-
-/// The dispatcher's end of the handoffs.
-pub type Handoffs = mpsc::Receiver<Handoff>;
 
 impl Relay {
     /// Starts the task that sends the `NOTIFY`s, on the current runtime; it ends when the last
