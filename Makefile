@@ -26,7 +26,7 @@ test-contract: ## fuzz the server on BASE_URL (started if none answers) against 
 test-stress: ## stress test: 1,000 orders, 100 in flight, all read back and counted (server started if none answers)
 	scripts/stress.sh 1000 100
 
-test-stress-extreme: ## EXTREME stress test: 10,000 orders, 500 in flight, as the seed's Go client sends them (at most 2 idle connections, gzip asked for), all read back and counted
+test-stress-extreme: ## EXTREME stress test: 10,000 orders, 500 in flight, as the Go service's own test client sends them (at most 2 idle connections, gzip asked for), all read back and counted
 	scripts/stress.sh 10000 500 --timeout 60s --max-idle 2 --accept-encoding gzip
 
 test-all-stress: test-stress test-stress-extreme ## both stress tests
@@ -37,7 +37,7 @@ bench-stress: ## sustained load per mode (create, get, list) for DURATION (10s),
 bench: ## headline benchmark: pgbench ceiling vs our API on one durable PostgreSQL (DURATION, CLIENTS)
 	scripts/bench.sh
 
-bench-ab: ## throughput and CPU per operation (seed extreme, create, get, list) of git revision A against B (default HEAD), alternating: make bench-ab A=fd18c28
+bench-ab: ## throughput and CPU per operation (the extreme stress test as Go sends it, create, get, list) of git revision A against B (default HEAD), alternating: make bench-ab A=fd18c28
 	scripts/bench-ab.sh "$(A)" "$(or $(B),HEAD)"
 
 bench-micro: ## criterion benches: the domain, and the database path (needs `make db-up`)

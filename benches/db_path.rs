@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use order_service::actors::{delivery_lease, CreateOrder, Executors, GetOrder};
+use order_service::actors::{CreateOrder, Executors, GetOrder, Relay};
 use order_service::config::Config;
-use order_service::db::{run_migrations, ConnectOptions, Created, Outbox, Pool};
+use order_service::db::{run_migrations, ConnectOptions, Created, Pool};
 use order_service::domain::{CreateRequest, ItemInput, NewOrder};
 
 fn bench_order() -> CreateRequest {
@@ -54,13 +54,12 @@ fn db_path(c: &mut Criterion) {
     let executors = Executors::default();
     let executor = system.block_on(async {
         let pool = Pool::build(&database, &config.pool);
-        let (outbox, _) = Outbox::start(
+        let (relay, _) = Relay::start(
             pool.clone(),
             tokio::sync::watch::Sender::new(()),
-            config.webhook_urls.clone().into(),
-            delivery_lease(config.webhook_timeout),
+            config.webhooks.as_ref(),
         );
-        executors.start(pool, Duration::from_secs(2), outbox)
+        executors.start(pool, Duration::from_secs(2), relay)
     });
     let create = || async {
         match executor

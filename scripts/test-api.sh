@@ -52,7 +52,7 @@ call GET /health
 expect 200 "health" '.status == "healthy" and .database == "up"'
 
 call POST /api/v1/orders "$(json)" -d "$SEED"
-expect 201 "create the seed README's order" '.status == "pending" and .total_amount == 999.99 and (.items | length) == 1'
+expect 201 "create the Go service README's example order" '.status == "pending" and .total_amount == 999.99 and (.items | length) == 1'
 ID="$(jq -r .id <<<"$BODY")"
 grep -qi "^location: /api/v1/orders/$ID$" <<<"$HEADERS" || fail "Location header for order $ID"
 
@@ -75,7 +75,7 @@ if [ -n "$NEXT" ]; then
 fi
 
 call GET "/api/v1/orders?limit=10&cursor=2025-06-14T17:47:05Z_1"
-expect 200 "the seed README's cursor form" '.orders | type == "array"'
+expect 200 "the legacy <time>_<id> cursor" '.orders | type == "array"'
 
 call GET "/api/v1/orders?limit=100&status=pending&customer_email=JOHN@example.com"
 expect 200 "filter by status and e-mail, any case" "(.orders | map(.id) | index($ID)) != null and all(.orders[]; .status == \"pending\" and (.customer_email | ascii_downcase) == \"john@example.com\")"

@@ -7,6 +7,7 @@ use std::time::Duration;
 use actix_web::http::Uri;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
+use crate::actors::WebhookSettings;
 use crate::api::{ApiKeys, CorsOrigins};
 use crate::db::{ConnectOptions, ConnectOptionsError, PoolSettings};
 use crate::domain::{RetrySchedule, WebhookSecret};
@@ -34,14 +35,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How long order events are kept before the periodic purge deletes them.
     pub events_retention: Duration,
-    /// Where every order event is POSTed; none means no deliveries.
-    pub webhook_urls: Vec<String>,
-    /// The key webhooks are signed with; set whenever `webhook_urls` is not empty.
-    pub webhook_secret: Option<WebhookSecret>,
-    /// How long one webhook request may take before it counts as failed.
-    pub webhook_timeout: Duration,
-    /// The waits between attempts of a failing delivery; after the last, it is failed.
-    pub webhook_retries: RetrySchedule,
+    /// Webhook deliveries; none without `WEBHOOK_URLS`.
+    pub webhooks: Option<WebhookSettings>,
 }
 
 /// A variable that is set but unusable; start-up stops and names it.
@@ -108,16 +103,38 @@ impl Config {
             request_timeout: env.duration("HTTP_REQUEST_TIMEOUT", "10s")?,
             shutdown_grace: env.duration("SHUTDOWN_GRACE", "5s")?,
             events_retention: env.duration("EVENTS_RETENTION", "7days")?,
-            webhook_urls: webhook_urls(&env)?,
-            webhook_secret: webhook_secret(&env)?,
-            webhook_timeout: env.duration("WEBHOOK_TIMEOUT", "10s")?,
-            webhook_retries: RetrySchedule::parse(
-                &env.get("WEBHOOK_RETRY_SCHEDULE")
-                    .unwrap_or_else(|| RetrySchedule::DEFAULT.to_owned()),
-            )
-            .map_err(|reason| env.invalid("WEBHOOK_RETRY_SCHEDULE", reason))?,
+            webhooks: webhooks(&env)?,
         })
     }
+}
+
+/// The `WEBHOOK_*` variables: deliveries when `WEBHOOK_URLS` lists any, which must then be
+/// signed. Every variable is checked either way, so that a mistake shows before webhooks are
+/// turned on.
+fn webhooks(env: &Env<'_>) -> Result<Option<WebhookSettings>, ConfigError> {
+    let urls = webhook_urls(env)?;
+    let secret = webhook_secret(env)?;
+    let timeout = env.duration("WEBHOOK_TIMEOUT", "10s")?;
+    let retries = RetrySchedule::parse(
+        &env.get("WEBHOOK_RETRY_SCHEDULE")
+            .unwrap_or_else(|| RetrySchedule::DEFAULT.to_owned()),
+    )
+    .map_err(|reason| env.invalid("WEBHOOK_RETRY_SCHEDULE", reason))?;
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    let secret = secret.ok_or_else(|| {
+        env.invalid(
+            "WEBHOOK_URLS",
+            "webhooks are signed: set WEBHOOK_SECRET (whsec_ and the base64 of 24+ random bytes)",
+        )
+    })?;
+    Ok(Some(WebhookSettings {
+        urls,
+        secret,
+        timeout,
+        retries,
+    }))
 }
 
 /// `WEBHOOK_URLS`: comma-separated `http://` or `https://` URLs.
@@ -140,12 +157,6 @@ fn webhook_urls(env: &Env<'_>) -> Result<Vec<String>, ConfigError> {
                 format!("{url:?} is not an http:// or https:// URL with a host"),
             ));
         }
-    }
-    if !urls.is_empty() && env.get("WEBHOOK_SECRET").is_none() {
-        return Err(env.invalid(
-            VAR,
-            "webhooks are signed: set WEBHOOK_SECRET (whsec_ and the base64 of 24+ random bytes)",
-        ));
     }
     Ok(urls)
 }
@@ -171,7 +182,7 @@ fn positive<T: PartialOrd + Default>(n: &T) -> Result<(), String> {
     }
 }
 
-/// `DATABASE_URL` when set, else a URL built from the seed's `POSTGRES_*` variables; parsed
+/// `DATABASE_URL` when set, else a URL built from the `POSTGRES_*` variables; parsed
 /// here so that a bad URL, TLS mode or CA file stops start-up and names its variable.
 fn database(env: &Env<'_>) -> Result<ConnectOptions, ConfigError> {
     if let Some(url) = env.get("DATABASE_URL") {
@@ -235,7 +246,7 @@ fn database_url(env: &Env<'_>) -> Result<String, ConfigError> {
 struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
 
 impl Env<'_> {
-    /// The variable's value; set-but-empty counts as unset, as in the seed.
+    /// The variable's value; set but blank counts as unset.
     fn get(&self, var: &str) -> Option<String> {
         (self.0)(var).filter(|v| !v.trim().is_empty())
     }
@@ -295,7 +306,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_match_the_seed_where_it_is_right() {
+    fn every_variable_has_its_default_when_nothing_is_set() {
         let c = config(&[]).unwrap();
         assert_eq!(c.port, 8080);
         assert_eq!(
@@ -314,9 +325,7 @@ mod tests {
         assert_eq!(c.request_timeout, Duration::from_secs(10));
         assert_eq!(c.shutdown_grace, Duration::from_secs(5));
         assert_eq!(c.events_retention, Duration::from_secs(7 * 24 * 60 * 60));
-        assert!(c.webhook_urls.is_empty(), "no deliveries unless asked");
-        assert_eq!(c.webhook_timeout, Duration::from_secs(10));
-        assert_eq!(c.webhook_retries.delays()[0], Duration::from_secs(5));
+        assert!(c.webhooks.is_none(), "no deliveries unless asked");
         assert_eq!(
             c.cors_allowed_origins,
             CorsOrigins::None,
@@ -413,11 +422,17 @@ mod tests {
             ("WEBHOOK_SECRET", secret),
         ])
         .unwrap();
+        let webhooks = c.webhooks.as_ref().expect("webhooks with URLs");
         assert_eq!(
-            c.webhook_urls,
+            webhooks.urls,
             ["https://hooks.example.com/orders", "http://127.0.0.1:9000/"]
         );
-        assert!(c.webhook_secret.is_some());
+        assert_eq!(webhooks.timeout, Duration::from_secs(10), "the default");
+        assert_eq!(
+            webhooks.retries.delays()[0],
+            Duration::from_secs(5),
+            "the default"
+        );
         assert!(
             !format!("{c:?}").contains("MfKQ9r8"),
             "the secret is never shown"

@@ -3,5 +3,6 @@ pub mod api;
 pub mod config;
 pub mod db;
 pub mod domain;
+mod error_chain;
 pub mod metrics;
 pub mod startup;

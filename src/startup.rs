@@ -10,12 +10,12 @@ use actix_web::{web, App, HttpServer};
 use tokio::sync::watch;
 
 use crate::actors::{
-    delivery_lease, start_dispatcher, DispatcherHandle, Executor, Executors, PurgeEvents,
-    PurgeIdempotencyKeys, WebhookSettings,
+    listen_for_events, start_dispatcher, DispatcherHandle, Executor, Executors, PurgeEvents,
+    PurgeIdempotencyKeys, Relay,
 };
 use crate::api::{Draining, EventSignal};
 use crate::config::Config;
-use crate::db::{listen_for_events, run_migrations, MigrationError, Outbox, Pool, PoolSettings};
+use crate::db::{run_migrations, MigrationError, Pool, PoolSettings};
 
 /// How long an idle keep-alive connection stays open.
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
@@ -47,101 +47,12 @@ pub struct Application {
 }
 
 impl Application {
-    /// Migrates the database, starts the executors and binds the listener (port 0 picks a free
-    /// port, which tests use). Serving starts with `run_until_stopped`.
+    /// Migrates the database, starts the components and binds the listener (port 0 picks a
+    /// free port, which tests use). Serving starts with `run_until_stopped`.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let applied = run_migrations(&config.database).await?;
-        log::info!("database ready ({applied} migration(s) applied)");
-        // Background work (the NOTIFY to other instances, the hourly purge) has an executor
-        // and a connection of its own on this thread, beside the workers' shares of the pool.
-        let background = Pool::build(
-            &config.database,
-            &PoolSettings {
-                max_size: 1,
-                min_idle: 0,
-                ..config.pool.clone()
-            },
-        );
-        let (events_committed, events) = watch::channel(());
-        let (outbox, handoffs) = Outbox::start(
-            background.clone(),
-            events_committed.clone(),
-            config.webhook_urls.clone().into(),
-            delivery_lease(config.webhook_timeout),
-        );
-        let executors = web::Data::new(Executors::default());
-        let purger = executors.start(background, config.ping_timeout, outbox.clone());
-        actix_web::rt::spawn(purge_expired(purger, config.events_retention));
-        listen_for_events(config.database.clone(), events_committed);
-        let dispatcher = match (handoffs, &config.webhook_secret) {
-            (Some(handoffs), Some(secret)) => {
-                let settings = WebhookSettings {
-                    secret: secret.clone(),
-                    timeout: config.webhook_timeout,
-                    retries: config.webhook_retries.clone(),
-                };
-                start_dispatcher(config.database.clone(), settings, handoffs)
-            }
-            _ => None,
-        };
-        let event_signal = web::Data::new(EventSignal(events));
-        let api_keys = web::Data::new(config.api_keys.clone());
+        let components = Components::start(&config).await?;
         let draining = web::Data::new(Draining::default());
-        let app_draining = draining.clone();
-        let cors_origins = config.cors_allowed_origins.clone();
-        let request_timeout = config.request_timeout;
-        let (workers, database, pool, ping_timeout) = (
-            config.executors,
-            config.database.clone(),
-            config.pool.clone(),
-            config.ping_timeout,
-        );
-        let next_worker = Arc::new(AtomicUsize::new(0));
-        let census = executors.clone();
-        // Called once on each worker's thread: its executor and pool live there.
-        let server = HttpServer::new(move || {
-            let worker = next_worker.fetch_add(1, Ordering::Relaxed) % workers;
-            let executor = web::Data::new(census.start(
-                Pool::build(&database, &pool.share(worker, workers)),
-                ping_timeout,
-                outbox.clone(),
-            ));
-            App::new()
-                .wrap(from_fn(move |req, next| {
-                    crate::api::body_deadline(req, next, request_timeout)
-                }))
-                .wrap(crate::api::cors(&cors_origins))
-                // Sees every answer, the other middleware's included, and gives error answers
-                // their JSON body.
-                .wrap(from_fn(crate::api::observe))
-                // Outermost, so that it compresses the body that leaves (an error's too): gzip,
-                // br or zstd when the client asks and the body is large enough to gain (a
-                // 100-order page shrinks ~10×).
-                .wrap(from_fn(crate::api::compress))
-                .app_data(executor)
-                .app_data(census.clone())
-                .app_data(api_keys.clone())
-                .app_data(app_draining.clone())
-                .app_data(event_signal.clone())
-                .configure(crate::api::configure)
-        })
-        .workers(workers)
-        .client_request_timeout(config.request_timeout)
-        .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
-        .keep_alive(KEEP_ALIVE)
-        .max_connections(MAX_CONNECTIONS_PER_WORKER)
-        .backlog(BACKLOG)
-        // Stopping is ours: first drain (see `run_until_stopped`), then actix's graceful stop.
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
-        // Bound by actix, which listens with `BACKLOG`: a listener bound by the standard
-        // library listens with 128 whatever `backlog` says.
-        .bind((config.host, config.port))?;
-        let port = server
-            .addrs()
-            .first()
-            .map_or(config.port, |addr| addr.port());
-        let server = server.run();
+        let (server, port) = serve(&config, &components, &draining)?;
         log::info!(
             "listening on {}:{port} with {} db executor(s); API keys {}",
             config.host,
@@ -157,7 +68,7 @@ impl Application {
             server,
             draining,
             shutdown_grace: config.shutdown_grace,
-            dispatcher,
+            dispatcher: components.dispatcher,
         })
     }
 
@@ -180,6 +91,128 @@ impl Application {
         }
         served
     }
+}
+
+/// What the HTTP server serves from, started before it binds.
+struct Components {
+    /// Every executor: the workers start theirs on their threads.
+    executors: web::Data<Executors>,
+    /// What follows the commits of every executor.
+    relay: Relay,
+    /// Moves when events commit, on this instance or another.
+    event_signal: web::Data<EventSignal>,
+    /// The webhook dispatcher, when webhooks are configured.
+    dispatcher: Option<DispatcherHandle>,
+}
+
+impl Components {
+    /// Migrates the database, then starts the relay, the executor of the hourly purge, the
+    /// event listener and, with webhooks, the dispatcher.
+    async fn start(config: &Config) -> Result<Self, StartupError> {
+        let applied = run_migrations(&config.database).await?;
+        log::info!("database ready ({applied} migration(s) applied)");
+        // Background work (the NOTIFY to other instances, the hourly purge) has an executor
+        // and a connection of its own on this thread, beside the workers' shares of the pool.
+        let background = Pool::build(
+            &config.database,
+            &PoolSettings {
+                max_size: 1,
+                min_idle: 0,
+                ..config.pool.clone()
+            },
+        );
+        let (events_committed, events) = watch::channel(());
+        let (relay, handoffs) = Relay::start(
+            background.clone(),
+            events_committed.clone(),
+            config.webhooks.as_ref(),
+        );
+        let executors = web::Data::new(Executors::default());
+        let purger = executors.start(background, config.ping_timeout, relay.clone());
+        actix_web::rt::spawn(purge_expired(purger, config.events_retention));
+        listen_for_events(config.database.clone(), events_committed);
+        // The relay has handoffs exactly when there are webhooks.
+        let dispatcher = config
+            .webhooks
+            .clone()
+            .zip(handoffs)
+            .and_then(|(settings, handoffs)| {
+                start_dispatcher(config.database.clone(), settings, handoffs)
+            });
+        Ok(Self {
+            executors,
+            relay,
+            event_signal: web::Data::new(EventSignal(events)),
+            dispatcher,
+        })
+    }
+}
+
+/// Builds the HTTP server on the components, binds its listener and starts it; answers the
+/// port it listens on.
+fn serve(
+    config: &Config,
+    components: &Components,
+    draining: &web::Data<Draining>,
+) -> std::io::Result<(Server, u16)> {
+    let executors = components.executors.clone();
+    let relay = components.relay.clone();
+    let (workers, database, pool, ping_timeout) = (
+        config.executors,
+        config.database.clone(),
+        config.pool.clone(),
+        config.ping_timeout,
+    );
+    let next_worker = Arc::new(AtomicUsize::new(0));
+    let event_signal = components.event_signal.clone();
+    let api_keys = web::Data::new(config.api_keys.clone());
+    let draining = draining.clone();
+    let cors_origins = config.cors_allowed_origins.clone();
+    let request_timeout = config.request_timeout;
+    // Called once on each worker's thread: its executor and its share of the pool live there.
+    let server = HttpServer::new(move || {
+        let worker = next_worker.fetch_add(1, Ordering::Relaxed) % workers;
+        let executor = web::Data::new(executors.start(
+            Pool::build(&database, &pool.share(worker, workers)),
+            ping_timeout,
+            relay.clone(),
+        ));
+        App::new()
+            .wrap(from_fn(move |req, next| {
+                crate::api::body_deadline(req, next, request_timeout)
+            }))
+            .wrap(crate::api::cors(&cors_origins))
+            // Sees every answer, the other middleware's included, and gives error answers
+            // their JSON body.
+            .wrap(from_fn(crate::api::observe))
+            // Outermost, so that it compresses the body that leaves (an error's too): gzip,
+            // br or zstd when the client asks and the body is large enough to gain (a
+            // 100-order page shrinks ~10×).
+            .wrap(from_fn(crate::api::compress))
+            .app_data(executor)
+            .app_data(executors.clone())
+            .app_data(api_keys.clone())
+            .app_data(draining.clone())
+            .app_data(event_signal.clone())
+            .configure(crate::api::configure)
+    })
+    .workers(workers)
+    .client_request_timeout(config.request_timeout)
+    .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+    .keep_alive(KEEP_ALIVE)
+    .max_connections(MAX_CONNECTIONS_PER_WORKER)
+    .backlog(BACKLOG)
+    // Stopping is ours: first drain (see `run_until_stopped`), then actix's graceful stop.
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
+    // Bound by actix, which listens with `BACKLOG`: a listener bound by the standard
+    // library listens with 128 whatever `backlog` says.
+    .bind((config.host, config.port))?;
+    let port = server
+        .addrs()
+        .first()
+        .map_or(config.port, |addr| addr.port());
+    Ok((server.run(), port))
 }
 
 /// How long in-flight requests may take to finish once the listener has closed.

@@ -18,17 +18,16 @@ use super::messages::{
     ChangeStatus, CheckHealth, CreateOrder, GetDeliveries, GetHistory, GetOrder, ListEvents,
     ListOrders, PurgeEvents, PurgeIdempotencyKeys,
 };
-use crate::db::{self, Created, EventPage, OrderPage, Outbox, Pool, StoreError};
+use super::Relay;
+use crate::db::{self, Created, EventPage, OrderPage, Pool, StoreError};
 use crate::domain::{CreateRequest, DeliveryReport, Order, StatusChange};
 use crate::metrics;
 
 /// Most orders written in one transaction. Batches travel as one array per column, so no
 /// bind-parameter limit applies; the cap bounds what one batch costs its requests: each waits
 /// for the whole batch's statement and commit, and a batch that fails is written again one
-/// order at a time. Measured (stress, create, 10 s, one run each, 2026-11-26): at 500 clients
-/// 12,218/s with 50, 13,476/s with 100 and 13,732/s with 250 (p99 85, 70 and 63 ms); at 100
-/// clients batches stay smaller than 50 and the three were within run-to-run noise. 100 keeps
-/// nearly all of 250's throughput with half its worst-case retry.
+/// order at a time. 100 keeps nearly all the throughput of a larger cap with a smaller
+/// worst-case retry (docs/PERFORMANCE.md has the measurements).
 const MAX_BATCH: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +62,7 @@ pub struct DbExecutor {
     pool: Pool,
     ping_timeout: Duration,
     /// Where the events of the changes it commits go.
-    outbox: Outbox,
+    relay: Relay,
     /// Shared with the executor set: how many times any executor was restarted.
     restarts: Arc<AtomicU64>,
     pending: VecDeque<PendingCreate>,
@@ -75,14 +74,14 @@ impl DbExecutor {
         index: usize,
         pool: Pool,
         ping_timeout: Duration,
-        outbox: Outbox,
+        relay: Relay,
         restarts: Arc<AtomicU64>,
     ) -> Self {
         Self {
             index,
             pool,
             ping_timeout,
-            outbox,
+            relay,
             restarts,
             pending: VecDeque::new(),
             flushing: false,
@@ -139,9 +138,9 @@ impl DbExecutor {
             .drain(..size)
             .map(|p| (p.request, p.reply))
             .unzip();
-        let (pool, outbox) = (self.pool.clone(), self.outbox.clone());
+        let (pool, relay) = (self.pool.clone(), self.relay.clone());
         let job = async move {
-            let results = store_batch(&pool, &requests, &outbox).await;
+            let results = store_batch(&pool, &requests, &relay).await;
             let created = results
                 .iter()
                 .filter(|result| matches!(result, Ok(Created::New(_))))
@@ -166,7 +165,7 @@ impl DbExecutor {
 async fn store_batch(
     pool: &Pool,
     requests: &[CreateRequest],
-    outbox: &Outbox,
+    relay: &Relay,
 ) -> Vec<Result<Created, StoreError>> {
     let unavailable = |cause: &str| {
         requests
@@ -179,7 +178,7 @@ async fn store_batch(
         Err(StoreError::Unavailable(cause)) => return unavailable(&cause),
         Err(e) => return unavailable(&e.to_string()),
     };
-    match db::insert_orders(&mut conn, requests, outbox)
+    match insert(&mut conn, requests, relay)
         .await
         .map_err(|e| e.on_connection(&mut conn))
     {
@@ -194,7 +193,7 @@ async fn store_batch(
             }
             let mut results = Vec::with_capacity(requests.len());
             for request in requests {
-                results.push(store_one(&mut conn, request, outbox).await);
+                results.push(store_one(&mut conn, request, relay).await);
             }
             results
         }
@@ -207,11 +206,11 @@ async fn store_batch(
 async fn store_one(
     conn: &mut AsyncPgConnection,
     request: &CreateRequest,
-    outbox: &Outbox,
+    relay: &Relay,
 ) -> Result<Created, StoreError> {
     let mut retry = request.key.is_some();
     loop {
-        let outcome = match db::insert_orders(conn, std::slice::from_ref(request), outbox).await {
+        let outcome = match insert(conn, std::slice::from_ref(request), relay).await {
             Ok(mut one) => one.pop().unwrap_or_else(|| {
                 Err(StoreError::Impossible(
                     "no outcome for a one-order batch".into(),
@@ -225,6 +224,18 @@ async fn store_one(
         }
         return outcome;
     }
+}
+
+/// Writes `requests` in one transaction and, once it has committed, relays its events. The
+/// error fails them all; an outcome's error belongs to its request alone.
+async fn insert(
+    conn: &mut AsyncPgConnection,
+    requests: &[CreateRequest],
+    relay: &Relay,
+) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
+    let batch = db::insert_orders(conn, requests, &relay.delivery_rows()).await?;
+    relay.created(&batch);
+    Ok(batch.outcomes)
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> &str {
@@ -305,9 +316,17 @@ impl Handler<ChangeStatus> for DbExecutor {
         }: ChangeStatus,
         _: &mut Context<Self>,
     ) -> Self::Result {
-        let outbox = self.outbox.clone();
+        let relay = self.relay.clone();
         self.run(async move |conn| {
-            db::change_status(conn, id, to, precondition.as_ref(), &outbox).await
+            let changed =
+                db::change_status(conn, id, to, precondition.as_ref(), &relay.delivery_rows())
+                    .await?;
+            // Once committed: a rolled-back change did not happen.
+            if let Some(moved) = changed.moved {
+                metrics::status_changed(moved.event.from, moved.event.to);
+                relay.status_changed(changed.began, moved);
+            }
+            Ok(changed.order)
         })
     }
 }
@@ -415,14 +434,9 @@ mod tests {
     async fn a_panicking_executor_is_restarted_and_serves_the_next_request() {
         // The next message must be served by the restarted actor.
         let pool = pool();
-        let (outbox, _) = Outbox::start(
-            pool.clone(),
-            tokio::sync::watch::Sender::new(()),
-            Arc::from([]),
-            Duration::ZERO,
-        );
+        let (relay, _) = Relay::start(pool.clone(), tokio::sync::watch::Sender::new(()), None);
         let executors = Executors::default();
-        let executor = executors.start(pool, Duration::from_secs(2), outbox);
+        let executor = executors.start(pool, Duration::from_secs(2), relay);
         executor
             .send(CheckHealth)
             .await

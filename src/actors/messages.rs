@@ -3,8 +3,8 @@ use actix::Message;
 use super::ExecutorError;
 use crate::db::{Created, EventPage, OrderPage};
 use crate::domain::{
-    CreateRequest, DeliveryReport, EventsRequest, Order, OrderId, OrderStatus, PageRequest,
-    Precondition, StatusChange,
+    CreateRequest, DeliveryReport, EventId, EventsRequest, Order, OrderId, OrderStatus,
+    PageRequest, Precondition, StatusChange,
 };
 
 /// Store a validated order with its items, unless its idempotency key was seen before.
@@ -50,7 +50,7 @@ pub struct ListEvents {
 /// Read how the webhook deliveries of one event stand; `None` when there is no such event.
 #[derive(Message)]
 #[rtype(result = "Result<Option<Vec<DeliveryReport>>, ExecutorError>")]
-pub struct GetDeliveries(pub i64);
+pub struct GetDeliveries(pub EventId);
 
 /// Delete events older than the given age, with their deliveries; answers how many went.
 #[derive(Message)]

@@ -1,17 +1,28 @@
-//! The `DbExecutor` actors. Each turns typed messages into queries on a connection from the
-//! shared bb8 pool; the executor set spreads messages over them and keeps them alive. Beside
-//! them, the webhook dispatcher, which shares neither their pool nor their mailboxes. Holds no
-//! business rules (those are in `domain`) and knows nothing of the API's HTTP.
+//! The actor layer: what runs the storage layer's queries, and what follows their commits.
+//!
+//! - `executor`: the `DbExecutor` actors. Each turns typed messages (`messages`) into queries on
+//!   a connection from its own bb8 pool, and group-commits creates.
+//! - `executors`: the supervised set of them, one per HTTP worker thread, and what `/metrics`
+//!   reads of them: what waits in their mailboxes, their pools, their restarts.
+//! - `relay`: what follows a commit that wrote events (the feed's readers woken, the events
+//!   handed to the dispatcher), and the connection that LISTENs for other instances' commits.
+//! - `dispatcher`: the webhook dispatcher, a task beside the executors (not an actor) that
+//!   shares neither their pool nor their mailboxes.
+//!
+//! Holds no business rules (those are in `domain`) and no SQL (in `db`), and knows nothing of
+//! the API's HTTP.
 
-mod delivery;
+mod dispatcher;
 mod executor;
+mod executors;
 mod messages;
-mod set;
+mod relay;
 
-pub use delivery::{delivery_lease, start_dispatcher, DispatcherHandle, WebhookSettings};
+pub use dispatcher::{start_dispatcher, DispatcherHandle, WebhookSettings};
 pub use executor::{DbExecutor, ExecutorError};
+pub use executors::{Executor, Executors};
 pub use messages::{
     ChangeStatus, CheckHealth, CreateOrder, GetDeliveries, GetHistory, GetOrder, ListEvents,
     ListOrders, PurgeEvents, PurgeIdempotencyKeys,
 };
-pub use set::{Executor, Executors, Queued};
+pub use relay::{listen_for_events, Relay};

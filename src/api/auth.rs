@@ -10,7 +10,7 @@ use actix_web::middleware::Next;
 use actix_web::web;
 use subtle::{Choice, ConstantTimeEq};
 
-use super::ApiError;
+use super::{ApiError, InternalError};
 
 /// The keys a client may present. Never printed: `Debug` shows only how many there are.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -80,9 +80,11 @@ pub async fn require_api_key(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let keys = req
-        .app_data::<web::Data<ApiKeys>>()
-        .ok_or_else(|| ApiError::Internal("BUG: ApiKeys are not registered as app data".into()))?;
+    let keys = req.app_data::<web::Data<ApiKeys>>().ok_or_else(|| {
+        ApiError::Internal(InternalError::Other(
+            "BUG: ApiKeys are not registered as app data".into(),
+        ))
+    })?;
     if keys.admits(req.headers().get(AUTHORIZATION)) {
         next.call(req)
             .await

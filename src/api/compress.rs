@@ -2,11 +2,12 @@
 //!
 //! actix-web's `Compress` compresses every answer the client accepts compressed, whatever its
 //! size, and Go's default HTTP client (among others) asks for gzip on every request. Starting a
-//! compressor allocates and zeroes its window and tables: for the 300-byte orders of the seed's
-//! stress test, about a sixth of the server's CPU (docs/PERFORMANCE.md), to save a few hundred
-//! bytes that fit in the same packet anyway. So only bodies of known size from `MIN_BYTES` up are
-//! compressed: list pages, feed pages, histories, the OpenAPI document. Streams (the SSE feed)
-//! go as they are, so that each event leaves when it is written.
+//! compressor allocates and zeroes its window and tables: for the 300-byte orders of the
+//! extreme stress test (`make test-stress-extreme`), about a sixth of the server's CPU
+//! (docs/PERFORMANCE.md), to save a few hundred bytes that fit in the same packet anyway. So
+//! only bodies of known size from `MIN_BYTES` up are compressed: list pages, feed pages,
+//! histories, the OpenAPI document. Streams (the SSE feed) go as they are, so that each event
+//! leaves when it is written.
 
 use actix_http::encoding::Encoder;
 use actix_web::body::{BodySize, EitherBody, MessageBody};

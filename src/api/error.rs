@@ -10,6 +10,7 @@ use crate::db::StoreError;
 use crate::domain::{
     FieldError, IllegalTransition, OrderStatus, RequestId, ValidationErrors, VersionMismatch,
 };
+use crate::error_chain::error_chain;
 
 /// Seconds a client should wait before retrying after a 503.
 pub(super) const RETRY_AFTER_SECS: &str = "1";
@@ -81,12 +82,27 @@ pub enum ApiError {
     #[error("request body not received in time")]
     RequestTimeout,
     #[error("service temporarily unavailable, retry later")]
-    Unavailable(String),
+    Unavailable(#[source] ExecutorError),
     #[error("internal server error")]
-    Internal(String),
+    Internal(#[source] InternalError),
     /// A refusal from outside our handlers (actix-cors …): its status and message, our body.
     #[error("{message}")]
     RefusedBeforeHandler { status: StatusCode, message: String },
+}
+
+/// What a 500 comes from: for the log, never for the client.
+#[derive(Debug, thiserror::Error)]
+pub enum InternalError {
+    #[error(transparent)]
+    Executor(ExecutorError),
+    /// A write the database refused that the domain should have refused first.
+    #[error("BUG: the domain let through a value the database refused")]
+    Uncaught(#[source] ExecutorError),
+    #[error("cannot render the metrics")]
+    Metrics(#[source] prometheus::Error),
+    /// A bug told in words, or an error raised elsewhere in actix, known only by its text.
+    #[error("{0}")]
+    Other(String),
 }
 
 impl ApiError {
@@ -142,7 +158,7 @@ impl ApiError {
     /// An error that some other part of actix attached to a response.
     fn foreign(status: StatusCode, error: &actix_web::Error) -> Self {
         if status.is_server_error() {
-            Self::Internal(error.to_string())
+            Self::Internal(InternalError::Other(error.to_string()))
         } else {
             Self::RefusedBeforeHandler {
                 status,
@@ -159,14 +175,14 @@ impl From<ExecutorError> for ApiError {
             ExecutorError::Store(StoreError::IdempotencyKeyReused) => Self::IdempotencyKeyReused,
             ExecutorError::Store(StoreError::IllegalTransition(e)) => Self::IllegalTransition(e),
             ExecutorError::Store(StoreError::VersionMismatch(e)) => Self::PreconditionFailed(e),
-            ExecutorError::Store(StoreError::Unavailable(cause)) => Self::Unavailable(cause),
-            ExecutorError::Mailbox(e) => Self::Unavailable(e.to_string()),
-            ExecutorError::Interrupted => Self::Unavailable(error.to_string()),
-            ExecutorError::Store(StoreError::ConstraintViolated(e)) => Self::Internal(format!(
-                "BUG: the domain let through a value the database refused: {e}"
-            )),
-            other @ (ExecutorError::Store(StoreError::Query(_) | StoreError::Impossible(_))
-            | ExecutorError::Panicked) => Self::Internal(other.to_string()),
+            ExecutorError::Store(StoreError::Unavailable(_))
+            | ExecutorError::Mailbox(_)
+            | ExecutorError::Interrupted => Self::Unavailable(error),
+            ExecutorError::Store(StoreError::ConstraintViolated(_)) => {
+                Self::Internal(InternalError::Uncaught(error))
+            }
+            ExecutorError::Store(StoreError::Query(_) | StoreError::Impossible(_))
+            | ExecutorError::Panicked => Self::Internal(InternalError::Executor(error)),
         }
     }
 }
@@ -265,12 +281,14 @@ pub(super) fn identify(response: HttpResponse, request_id: &RequestId) -> HttpRe
         }
     };
     match error {
-        ApiError::Unavailable(cause) => {
-            log::warn!("answering 503 (request_id={request_id}): {cause}")
-        }
-        ApiError::Internal(cause) => {
-            log::error!("answering {status} (request_id={request_id}): {cause}")
-        }
+        ApiError::Unavailable(cause) => log::warn!(
+            "answering 503 (request_id={request_id}): {}",
+            error_chain(cause)
+        ),
+        ApiError::Internal(cause) => log::error!(
+            "answering {status} (request_id={request_id}): {}",
+            error_chain(cause)
+        ),
         _ => {}
     }
     let body = match serde_json::to_string(&error.body(Some(request_id))) {
@@ -291,6 +309,9 @@ pub(super) fn identify(response: HttpResponse, request_id: &RequestId) -> HttpRe
 
 #[cfg(test)]
 mod tests {
+    use actix::MailboxError;
+    use diesel::result::Error as DieselError;
+
     use super::*;
 
     #[test]
@@ -304,8 +325,36 @@ mod tests {
         let body = serde_json::to_value(error.body(None)).unwrap();
         assert_eq!(body["error"], "internal server error");
         assert!(
-            matches!(&error, ApiError::Internal(cause) if cause.contains("1 rows for 2 orders")),
+            matches!(&error, ApiError::Internal(cause)
+                if error_chain(cause).contains("1 rows for 2 orders")),
             "the cause is kept for the log: {error:?}"
+        );
+    }
+
+    #[test]
+    fn a_503_and_a_500_keep_their_sources_for_the_log() {
+        let closed = ApiError::from(ExecutorError::Mailbox(MailboxError::Closed));
+        assert_eq!(closed.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            closed.to_string(),
+            "service temporarily unavailable, retry later"
+        );
+        let source = std::error::Error::source(&closed).map(ToString::to_string);
+        assert_eq!(
+            source.as_deref(),
+            Some("database executor unreachable: Mailbox has closed")
+        );
+
+        let refused = ApiError::from(ExecutorError::Store(StoreError::ConstraintViolated(
+            DieselError::RollbackTransaction,
+        )));
+        let ApiError::Internal(cause) = &refused else {
+            panic!("a refused write is a 500: {refused:?}");
+        };
+        assert_eq!(
+            error_chain(cause),
+            "BUG: the domain let through a value the database refused: database refused the \
+             write: You have asked diesel to rollback the transaction"
         );
     }
 }

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::error::{ErrorBody, ErrorCode};
 use super::params::reject_unknown_parameters;
-use super::ApiError;
+use super::{ApiError, InternalError};
 use crate::actors::{Executor, GetDeliveries, ListEvents};
 use crate::domain::{
     parse_event_types, parse_wait, DeliveryReport, Event, EventId, EventPosition, EventType,
@@ -22,7 +22,7 @@ use crate::domain::{
 };
 
 /// Changes whenever a transaction that wrote events commits: at once for this instance's
-/// (`db::Outbox`), through `NOTIFY` for the others' (`db::listen_for_events`).
+/// (`actors::Relay`), through `NOTIFY` for the others' (`actors::listen_for_events`).
 #[derive(Clone)]
 pub struct EventSignal(pub watch::Receiver<()>);
 
@@ -182,8 +182,11 @@ pub async fn stream_events(
         .map(|value| value.to_str().unwrap_or("<not text>").to_owned());
     let request = EventsRequest {
         after: position(last_seen.as_deref().or(query.after.as_deref()))?,
-        limit: PageLimit::parse(Some(STREAM_BATCH))
-            .map_err(|message| ApiError::Internal(format!("stream batch size: {message}")))?,
+        limit: PageLimit::parse(Some(STREAM_BATCH)).map_err(|message| {
+            ApiError::Internal(InternalError::Other(format!(
+                "stream batch size: {message}"
+            )))
+        })?,
         types: event_types(query.kind.as_deref())?,
     };
     let stream =
@@ -248,7 +251,7 @@ fn sse_messages(events: &[Event]) -> String {
 /// How the webhook deliveries of one event stand (`GET /api/v1/events/{id}/deliveries`).
 #[derive(Serialize, ToSchema)]
 pub struct DeliveriesResponse {
-    event_id: i64,
+    event_id: EventId,
     /// One per webhook URL configured when the event was written; empty without webhooks.
     deliveries: Vec<DeliveryReport>,
 }
@@ -271,8 +274,7 @@ pub async fn event_deliveries(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let event_id = EventId::parse(&id)
-        .map_err(|message| ApiError::bad_request(ErrorCode::InvalidId, message))?
-        .get();
+        .map_err(|message| ApiError::bad_request(ErrorCode::InvalidId, message))?;
     let deliveries = executor
         .send(GetDeliveries(event_id))
         .await?

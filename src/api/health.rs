@@ -1,5 +1,6 @@
-//! Probes: `/health` as the seed had it, and the pair that load balancers and orchestrators
-//! use, `/health/live` (the process serves) and `/health/ready` (send me traffic).
+//! Probes: `/health` (the process and its database in one answer), and the pair that load
+//! balancers and orchestrators use, `/health/live` (the process serves) and `/health/ready`
+//! (send me traffic).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -1,6 +1,6 @@
 use actix_web::{web, HttpResponse};
 
-use super::ApiError;
+use super::{ApiError, InternalError};
 use crate::actors::Executors;
 use crate::metrics::{self, Snapshot};
 
@@ -12,7 +12,7 @@ use crate::metrics::{self, Snapshot};
     path = "/metrics",
     tag = "operations",
     responses(
-        (status = 200, description = "Prometheus text exposition format 0.0.4; the README lists the series",
+        (status = 200, description = "Prometheus text exposition format 0.0.4; docs/OPERATIONS.md lists the series",
             content_type = "text/plain", body = String),
         (status = 500, description = "A bug; the cause is in the log", body = super::error::ErrorBody),
     ),
@@ -23,8 +23,7 @@ pub async fn metrics(executors: web::Data<Executors>) -> Result<HttpResponse, Ap
         mailbox_depths: executors.mailbox_depths(),
         executor_restarts: executors.restarts(),
     };
-    let text = metrics::render(&now)
-        .map_err(|e| ApiError::Internal(format!("cannot render the metrics: {e}")))?;
+    let text = metrics::render(&now).map_err(|e| ApiError::Internal(InternalError::Metrics(e)))?;
     Ok(HttpResponse::Ok()
         .content_type(metrics::CONTENT_TYPE)
         .body(text))

@@ -21,7 +21,7 @@ mod routes;
 pub use auth::ApiKeys;
 pub use compress::compress;
 pub use cors::{cors, CorsOrigins};
-pub use error::ApiError;
+pub use error::{ApiError, InternalError};
 pub use events::EventSignal;
 pub use health::Draining;
 pub use limits::body_deadline;

@@ -259,7 +259,7 @@ const LIST_PARAMETERS: [&str; 6] = [
     params(
         ("limit" = Option<i64>, Query, description = "Orders per page", minimum = 1, maximum = 100, example = 10),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page, sent with the same filters as that page. \
-            The seed's `<RFC 3339 time>_<id>` form is accepted with any filters"),
+            The legacy `<RFC 3339 time>_<id>` cursor is accepted with any filters"),
         ("status" = Option<String>, Query, description = "Only orders in this status, or in any of several, comma-separated: \
             `pending`, `processing`, `completed`, `cancelled`", example = "pending,processing"),
         ("customer_email" = Option<String>, Query, description = "Only orders with this e-mail address, ignoring case", example = "john@example.com"),

@@ -18,6 +18,8 @@ use postgres_native_tls::MakeTlsConnector;
 use tokio_postgres::config::{SslMode as WireSslMode, TargetSessionAttrs};
 use tokio_postgres::NoTls;
 
+use crate::error_chain::error_chain;
+
 /// Without a `connect_timeout` in the URL, a host that drops packets would hold each attempt
 /// for the operating system's TCP timeout (minutes), and with several hosts the next host would
 /// never be tried in useful time.
@@ -206,23 +208,6 @@ fn tls_connector(
         }
     }
     Ok(builder.build()?)
-}
-
-/// An error and its causes, `outer: inner: innermost`: tokio-postgres says "error performing TLS
-/// handshake" and keeps the reason (a refused certificate, say) in its source.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        // Some errors repeat their source in their own text already.
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

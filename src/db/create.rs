@@ -19,13 +19,12 @@ use diesel::sql_types::{Array, BigInt, Integer, Nullable, Numeric, Text, Timesta
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::models::stored_position;
-use super::outbox::{DeliveryRows, Outbox};
+use super::outbox::DeliveryRows;
 use super::queries::find_order;
 use super::schema::idempotency_keys;
 use super::StoreError;
 use crate::domain::{
-    CreateRequest, Event, EventPosition, IdempotencyKey, NewOrder, Order, OrderId, OrderItem,
-    OrderStatus,
+    CreateRequest, EventPosition, IdempotencyKey, NewOrder, Order, OrderId, OrderItem, OrderStatus,
 };
 
 /// What a create request came to.
@@ -36,36 +35,40 @@ pub enum Created {
     Replayed(Order),
 }
 
+/// A batch as committed.
+#[derive(Debug)]
+pub struct CreatedBatch {
+    /// One per request, in order; an error belongs to its request alone.
+    pub outcomes: Vec<Result<Created, StoreError>>,
+    /// Where the `order.created` event of each new order was written, in the order of the
+    /// `Created::New` outcomes.
+    pub events: Vec<EventPosition>,
+    /// Taken before the transaction began.
+    pub began: Instant,
+}
+
 /// Stores the orders of `requests` with all their items, their initial history rows, their
-/// idempotency keys and their `order.created` events (with a delivery per webhook URL),
-/// atomically, in one transaction and one statement, then tells the outbox. Requests whose key
-/// was seen before are answered from it instead, and write nothing.
+/// idempotency keys and their `order.created` events (with `deliveries`), atomically, in one
+/// transaction and one statement. Requests whose key was seen before are answered from it
+/// instead, and write nothing.
 ///
-/// The outer error fails the whole batch; inner ones belong to their request alone.
+/// The error fails the whole batch.
 pub async fn insert_orders(
     conn: &mut AsyncPgConnection,
     requests: &[CreateRequest],
-    outbox: &Outbox,
-) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
+    deliveries: &DeliveryRows<'_>,
+) -> Result<CreatedBatch, StoreError> {
     let began = Instant::now();
     let (outcomes, events) = conn
         .transaction::<_, StoreError, _>(async |conn| {
-            create_in_transaction(conn, requests, &outbox.delivery_rows()).await
+            create_in_transaction(conn, requests, deliveries).await
         })
         .await?;
-    if !events.is_empty() {
-        let created = outcomes.iter().filter_map(|outcome| match outcome {
-            Ok(Created::New(order)) => Some(order),
-            _ => None,
-        });
-        outbox.committed(began, || {
-            created
-                .zip(events)
-                .map(|(order, event)| Event::created(event, order))
-                .collect()
-        });
-    }
-    Ok(outcomes)
+    Ok(CreatedBatch {
+        outcomes,
+        events,
+        began,
+    })
 }
 
 /// What to do with one request of a batch.

@@ -16,8 +16,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::events::{into_events, EventRow};
 use super::outbox::micros;
-use super::StoreError;
-use crate::domain::{DeliveryReport, DeliveryState, Event, FailedAttempt};
+use super::{ConnectOptions, StoreError};
+use crate::domain::{DeliveryReport, DeliveryState, Event, EventId, FailedAttempt};
 
 /// A delivery claimed for one attempt.
 #[derive(Debug)]
@@ -26,6 +26,27 @@ pub struct DueDelivery {
     pub url: String,
     /// This attempt's number, the first being 1.
     pub attempt: u32,
+}
+
+/// A connection of the webhook dispatcher's own.
+///
+/// Its prepared statements are planned for their parameters every time. The connection lives
+/// as long as the instance, and `webhook_deliveries` grows from nothing to millions of rows
+/// meanwhile: a generic plan cached while it was small (a sequential scan for the outcomes'
+/// statement) would still be used once it is large, where a fresh plan looks up the indexes
+/// (docs/PERFORMANCE.md has the figures).
+///
+/// Its commits wait for the disk like any other: outcomes are recorded together, so the wait
+/// costs the creates nothing measurable, and a PostgreSQL crash cannot lose a delivered mark
+/// (which would send that delivery again).
+pub async fn connect_dispatcher(
+    database: &ConnectOptions,
+) -> Result<AsyncPgConnection, StoreError> {
+    let mut conn = database.connect().await?;
+    diesel::sql_query("SET plan_cache_mode = force_custom_plan")
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
 }
 
 #[derive(QueryableByName)]
@@ -97,12 +118,15 @@ pub async fn claim_deliveries(
 /// Marks deliveries, each an event id and a URL, delivered.
 pub async fn record_delivered(
     conn: &mut AsyncPgConnection,
-    delivered: &[(i64, &str)],
+    delivered: &[(EventId, &str)],
 ) -> Result<(), StoreError> {
     if delivered.is_empty() {
         return Ok(());
     }
-    let (event_ids, urls) = delivered.iter().copied().unzip();
+    let (event_ids, urls) = delivered
+        .iter()
+        .map(|&(event_id, url)| (event_id.get(), url))
+        .unzip();
     MarkDelivered { event_ids, urls }.execute(conn).await?;
     Ok(())
 }
@@ -149,7 +173,7 @@ impl QueryId for MarkDelivered<'_> {
 /// commit's answer came back, records the whole batch again.
 pub async fn record_failed_attempt(
     conn: &mut AsyncPgConnection,
-    event_id: i64,
+    event_id: EventId,
     url: &str,
     attempt: u32,
     error: &str,
@@ -168,7 +192,7 @@ pub async fn record_failed_attempt(
          SELECT event_id, url, attempts, $4 FROM failed \
          ON CONFLICT DO NOTHING",
     )
-    .bind::<BigInt, _>(event_id)
+    .bind::<BigInt, _>(event_id.get())
     .bind::<Text, _>(url)
     .bind::<Integer, _>(i32::try_from(attempt).unwrap_or(i32::MAX))
     .bind::<Text, _>(error)
@@ -246,25 +270,25 @@ struct FailedAttemptRow {
 /// attempts; `None` when there is no such event.
 pub async fn event_deliveries(
     conn: &mut AsyncPgConnection,
-    event_id: i64,
+    event_id: EventId,
 ) -> Result<Option<Vec<DeliveryReport>>, StoreError> {
     // The three reads are pipelined (none waits for another's answer): one round trip.
     let shared: &AsyncPgConnection = conn;
     let event =
         diesel::sql_query("SELECT EXISTS (SELECT 1 FROM order_events WHERE id = $1) AS value")
-            .bind::<BigInt, _>(event_id)
+            .bind::<BigInt, _>(event_id.get())
             .get_result::<Exists>(&mut &*shared);
     let rows = diesel::sql_query(
         "SELECT url, state, attempts, next_attempt_at, delivered_at \
          FROM webhook_deliveries WHERE event_id = $1 ORDER BY url",
     )
-    .bind::<BigInt, _>(event_id)
+    .bind::<BigInt, _>(event_id.get())
     .load::<DeliveryRow>(&mut &*shared);
     let failures = diesel::sql_query(
         "SELECT url, attempt, failed_at, error \
          FROM webhook_failed_attempts WHERE event_id = $1 ORDER BY url, attempt",
     )
-    .bind::<BigInt, _>(event_id)
+    .bind::<BigInt, _>(event_id.get())
     .load::<FailedAttemptRow>(&mut &*shared);
     let (event, rows, failures) = futures_util::join!(event, rows, failures);
     if !event?.value {

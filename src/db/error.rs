@@ -1,4 +1,4 @@
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::{ConnectionError, DatabaseErrorKind, Error as DieselError};
 use diesel_async::pooled_connection::{PoolError, PoolableConnection};
 use diesel_async::AsyncPgConnection;
 
@@ -67,6 +67,13 @@ impl From<DieselError> for StoreError {
             | DieselError::BrokenTransactionManager => Self::Unavailable(error.to_string()),
             other => Self::Query(other),
         }
+    }
+}
+
+/// A connection of its own (the listener's, the dispatcher's) that could not be made.
+impl From<ConnectionError> for StoreError {
+    fn from(error: ConnectionError) -> Self {
+        Self::Unavailable(error.to_string())
     }
 }
 

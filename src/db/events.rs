@@ -1,5 +1,6 @@
-//! The event feed: reading events in an order no late commit can break, and the listener that
-//! wakes waiting readers. (Events are written by `outbox`, in the transactions of their changes.)
+//! The event feed: reading events in an order no late commit can break, and the connection that
+//! listens for commits (`EventListener`; `actors::Relay` wakes the waiting readers). Events are
+//! written by `outbox`, in the transactions of their changes.
 //!
 //! Plain SQL: the transaction id column (`xid8`) has no diesel type, and the feed's condition
 //! is PostgreSQL's snapshot functions.
@@ -14,18 +15,14 @@ use diesel::{QueryResult, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 use serde_json::value::RawValue;
-use tokio::sync::watch;
 
 use super::models::{parse_status, stored_position};
 use super::outbox::EVENTS_CHANNEL;
 use super::queries::orders_by_id;
 use super::{ConnectOptions, StoreError};
 use crate::domain::{
-    Event, EventData, EventPosition, EventType, EventsRequest, Order, OrderId, OrderStatus,
+    Event, EventData, EventId, EventPosition, EventType, EventsRequest, Order, OrderId, OrderStatus,
 };
-
-/// How long the listener waits before connecting again after losing its connection.
-const RELISTEN_AFTER: Duration = Duration::from_secs(1);
 
 /// One page of the feed.
 #[derive(Debug)]
@@ -209,7 +206,7 @@ impl EventRow {
         let order = RawValue::from_string(data)
             .map_err(|e| StoreError::Impossible(format!("event {}: data: {e}", self.id)))?;
         Ok(Event {
-            id: self.id,
+            id: EventId::from_stored(self.id),
             kind,
             timestamp: self.occurred_at,
             cursor,
@@ -232,42 +229,33 @@ pub async fn purge_events(
     )
 }
 
-/// Keeps one connection LISTENing for events committed by other instances, for as long as a
-/// receiver of `signal` lives. It moves `signal` on every notification, and after every
-/// reconnection (a notification may have been missed meanwhile), so that readers waiting for
-/// events look again. (This instance's commits move it themselves: `Outbox`.)
-pub fn listen_for_events(options: ConnectOptions, signal: watch::Sender<()>) {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = signal.closed() => return,
-                outcome = listen(&options, &signal) => {
-                    if let Err(e) = outcome {
-                        log::warn!("event listener: {e}; listening again in {RELISTEN_AFTER:?}");
-                    }
-                }
-            }
-            tokio::time::sleep(RELISTEN_AFTER).await;
-        }
-    });
+/// A connection LISTENing for the commits of every instance (`outbox::notify_event_listeners`).
+pub struct EventListener {
+    conn: AsyncPgConnection,
 }
 
-/// Listens until the connection ends.
-async fn listen(options: &ConnectOptions, signal: &watch::Sender<()>) -> Result<(), StoreError> {
-    let mut conn = options
-        .connect()
-        .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    diesel::sql_query(format!("LISTEN {EVENTS_CHANNEL}"))
-        .execute(&mut conn)
-        .await?;
-    signal.send_replace(());
-    let mut notifications = std::pin::pin!(conn.notifications_stream());
-    while let Some(notification) = notifications.next().await {
-        notification?;
-        signal.send_replace(());
+impl EventListener {
+    /// Connects and starts listening.
+    pub async fn start(options: &ConnectOptions) -> Result<Self, StoreError> {
+        let mut conn = options.connect().await?;
+        diesel::sql_query(format!("LISTEN {EVENTS_CHANNEL}"))
+            .execute(&mut conn)
+            .await?;
+        Ok(Self { conn })
     }
-    Err(StoreError::Unavailable(
-        "the listening connection closed".into(),
-    ))
+
+    /// Waits for the next notification; an error once the connection has ended.
+    pub async fn notified(&mut self) -> Result<(), StoreError> {
+        // The stream reads the connection's queue of notifications, so one made per call
+        // misses none.
+        match std::pin::pin!(self.conn.notifications_stream())
+            .next()
+            .await
+        {
+            Some(notification) => notification.map(drop).map_err(StoreError::from),
+            None => Err(StoreError::Unavailable(
+                "the listening connection closed".into(),
+            )),
+        }
+    }
 }

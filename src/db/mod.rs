@@ -14,20 +14,20 @@ mod pool;
 mod queries;
 pub mod schema;
 
-pub(crate) use connect::error_chain;
 pub use connect::{ConnectOptions, ConnectOptionsError, SslMode};
-pub use create::{insert_orders, Created};
+pub use create::{insert_orders, Created, CreatedBatch};
 pub use deliveries::{
-    claim_deliveries, event_deliveries, next_delivery_due_in, oldest_pending_delivery_age,
-    record_delivered, record_failed_attempt, DueDelivery,
+    claim_deliveries, connect_dispatcher, event_deliveries, next_delivery_due_in,
+    oldest_pending_delivery_age, record_delivered, record_failed_attempt, DueDelivery,
 };
 pub use error::StoreError;
-pub use events::{events_page, listen_for_events, purge_events, EventPage};
+pub use events::{events_page, purge_events, EventListener, EventPage};
 pub use migrations::{run_migrations, MigrationError};
-pub use outbox::{Handoff, Handoffs, Outbox};
+pub use outbox::{notify_event_listeners, DeliveryRows};
 pub use pool::{Pool, PoolSettings, PooledConnection};
 #[cfg(feature = "explain")]
 pub use queries::explain_orders_page;
 pub use queries::{
-    change_status, find_order, orders_page, ping, purge_idempotency_keys, status_history, OrderPage,
+    change_status, find_order, orders_page, ping, purge_idempotency_keys, status_history, Moved,
+    OrderPage, StatusChanged,
 };

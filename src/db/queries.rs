@@ -11,14 +11,13 @@ use diesel::sql_types::{BigInt, Bool, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::models::{parse_status, HistoryRow, ItemRow, NewHistoryRow, OrderRow};
-use super::outbox::{record_status_changed, Outbox};
+use super::outbox::{record_status_changed, DeliveryRows};
 use super::schema::{idempotency_keys, order_items, order_status_history, orders};
 use super::StoreError;
 use crate::domain::{
     Cursor, EventPosition, NewEvent, Order, OrderId, OrderStatus, OrderVersion, PageRequest,
     Precondition, StatusChange, Transition, VersionMismatch,
 };
-use crate::metrics;
 
 #[cfg(feature = "explain")]
 mod explain;
@@ -239,7 +238,26 @@ pub async fn status_history(
         .map(Some)
 }
 
-/// Moves an order to `to` if the state machine allows it from its current status.
+/// A status change as committed.
+#[derive(Debug)]
+pub struct StatusChanged {
+    pub order: Order,
+    /// With a move (a same-status no-op writes nothing): its event, where and when it was written.
+    pub moved: Option<Moved>,
+    /// Taken before the transaction began.
+    pub began: Instant,
+}
+
+/// A move's event, where and when it was written.
+#[derive(Debug)]
+pub struct Moved {
+    pub event: NewEvent,
+    pub position: EventPosition,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Moves an order to `to` if the state machine allows it from its current status, writing its
+/// event with `deliveries`.
 ///
 /// The row is locked before the check, so two concurrent changes are serialised: the second
 /// one sees the first one's result and is judged against it.
@@ -248,24 +266,20 @@ pub async fn change_status(
     id: OrderId,
     to: OrderStatus,
     precondition: Option<&Precondition>,
-    outbox: &Outbox,
-) -> Result<Order, StoreError> {
+    deliveries: &DeliveryRows<'_>,
+) -> Result<StatusChanged, StoreError> {
     let began = Instant::now();
     let (order, moved) = conn
         .transaction::<_, StoreError, _>(async |conn| {
-            change_in_transaction(conn, id, to, precondition, outbox).await
+            change_in_transaction(conn, id, to, precondition, deliveries).await
         })
         .await?;
-    // Once committed: a rolled-back change did not happen.
-    if let Some((event, position, at)) = moved {
-        metrics::status_changed(event.from, event.to);
-        outbox.committed(began, || Ok(vec![event.committed(position, at)?]));
-    }
-    Ok(order)
+    Ok(StatusChanged {
+        order,
+        moved,
+        began,
+    })
 }
-
-/// A move's event, where and when it was written.
-type Moved = (NewEvent, EventPosition, chrono::DateTime<chrono::Utc>);
 
 /// Under the order's row lock, so that the version the precondition checks and the status
 /// the state machine checks are the ones the change replaces. A move writes its history row
@@ -275,7 +289,7 @@ async fn change_in_transaction(
     id: OrderId,
     to: OrderStatus,
     precondition: Option<&Precondition>,
-    outbox: &Outbox,
+    deliveries: &DeliveryRows<'_>,
 ) -> Result<(Order, Option<Moved>), StoreError> {
     let (current, updated_at): (String, chrono::DateTime<chrono::Utc>) = orders::table
         .find(id.get())
@@ -305,6 +319,13 @@ async fn change_in_transaction(
     let event = NewEvent::status_changed(&order, from, to).map_err(|e| {
         StoreError::Impossible(format!("an order that cannot be written as JSON: {e}"))
     })?;
-    let (position, at) = record_status_changed(conn, &event, &outbox.delivery_rows()).await?;
-    Ok((order, Some((event, position, at))))
+    let (position, at) = record_status_changed(conn, &event, deliveries).await?;
+    Ok((
+        order,
+        Some(Moved {
+            event,
+            position,
+            at,
+        }),
+    ))
 }

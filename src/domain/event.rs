@@ -46,7 +46,9 @@ impl EventType {
 }
 
 /// The id of a stored event: a positive 64-bit integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(example = 1051)]
 pub struct EventId(i64);
 
 impl EventId {
@@ -54,8 +56,20 @@ impl EventId {
         positive_id(text, "event").map(Self)
     }
 
+    /// Wraps an id the database assigned.
+    pub fn from_stored(id: i64) -> Self {
+        Self(id)
+    }
+
     pub fn get(self) -> i64 {
         self.0
+    }
+}
+
+/// As a client writes it, and as a webhook's `webhook-id` sends it.
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -156,7 +170,7 @@ impl NewEvent {
         timestamp: DateTime<Utc>,
     ) -> Result<Event, serde_json::Error> {
         Ok(Event {
-            id: cursor.id,
+            id: EventId::from_stored(cursor.id),
             kind: EventType::OrderStatusChanged,
             timestamp,
             cursor,
@@ -173,8 +187,7 @@ impl NewEvent {
 /// Standard Webhooks conventions, `{"id", "type", "timestamp", "cursor", "data"}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Event {
-    #[schema(example = 1051)]
-    pub id: i64,
+    pub id: EventId,
     #[serde(rename = "type")]
     pub kind: EventType,
     /// When the transaction that made the change began.
@@ -190,7 +203,7 @@ impl Event {
     /// answered it, `pending` and last changed when created.
     pub fn created(cursor: EventPosition, order: &Order) -> Result<Self, serde_json::Error> {
         Ok(Self {
-            id: cursor.id,
+            id: EventId::from_stored(cursor.id),
             kind: EventType::OrderCreated,
             timestamp: order.created_at,
             cursor,
@@ -270,7 +283,7 @@ mod tests {
     #[test]
     fn an_event_serialises_as_the_standard_webhooks_envelope() {
         let event = Event {
-            id: 9,
+            id: EventId::from_stored(9),
             kind: EventType::OrderStatusChanged,
             timestamp: DateTime::parse_from_rfc3339("2026-11-26T10:00:00.5Z")
                 .unwrap()

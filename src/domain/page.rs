@@ -33,7 +33,7 @@ impl PageLimit {
 ///
 /// Handed out as an opaque token that also binds the filter of the listing it came from, so
 /// that a cursor sent with other filters is refused instead of paging through something else.
-/// The seed's plain `<RFC 3339 time>_<id>` form (`2025-06-14T17:47:05Z_1`) is accepted too,
+/// The legacy `<RFC 3339 time>_<id>` cursor (`2025-06-14T17:47:05Z_1`) is accepted too,
 /// with any filter, as it carries none. Timestamps keep PostgreSQL's full microsecond
 /// precision, so orders created within the same second are never skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,7 +179,7 @@ mod tests {
     }
 
     #[test]
-    fn accepts_the_seed_cursor_form_with_any_filter() {
+    fn accepts_the_legacy_time_id_cursor_with_any_filter() {
         let cursor = plain("2025-06-14T17:47:05Z_1");
         assert_eq!(cursor.plain(), "2025-06-14T17:47:05.000000Z_1");
         let offset = plain("2025-06-14T19:47:05+02:00_1");

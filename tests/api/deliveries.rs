@@ -6,10 +6,12 @@
 use std::time::Duration;
 
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use order_service::actors::WebhookSettings;
 use order_service::db::{
     claim_deliveries, next_delivery_due_in, oldest_pending_delivery_age, record_delivered,
     record_failed_attempt,
 };
+use order_service::domain::{EventId, RetrySchedule, WebhookSecret};
 
 use crate::helpers::{error_body, seed_order, spawn_app, spawn_app_with, TestApp};
 
@@ -17,7 +19,7 @@ const URL: &str = "http://127.0.0.1:9/hook";
 const LONG: Duration = Duration::from_secs(3600);
 
 /// An order whose creation event has one pending delivery; the event's id.
-async fn one_delivery(app: &TestApp) -> i64 {
+async fn one_delivery(app: &TestApp) -> EventId {
     let order = app.created(&seed_order()).await;
     let mut conn = app.db.connect().await;
     diesel::sql_query(format!(
@@ -28,9 +30,11 @@ async fn one_delivery(app: &TestApp) -> i64 {
     .execute(&mut conn)
     .await
     .unwrap();
-    app.db
-        .count("SELECT max(event_id) AS count FROM webhook_deliveries")
-        .await
+    EventId::from_stored(
+        app.db
+            .count("SELECT max(event_id) AS count FROM webhook_deliveries")
+            .await,
+    )
 }
 
 async fn state(app: &TestApp) -> (String, i64) {
@@ -49,7 +53,7 @@ async fn state(app: &TestApp) -> (String, i64) {
     (row.state, row.attempts.into())
 }
 
-async fn claim(conn: &mut AsyncPgConnection, lease: Duration) -> Vec<(i64, u32)> {
+async fn claim(conn: &mut AsyncPgConnection, lease: Duration) -> Vec<(EventId, u32)> {
     claim_deliveries(conn, 10, lease)
         .await
         .unwrap()
@@ -155,15 +159,23 @@ async fn spawn_app_with_dead_hooks(count: usize) -> TestApp {
         .local_addr()
         .unwrap();
     spawn_app_with(move |c| {
-        c.webhook_urls = (1..=count)
-            .map(|n| format!("http://{dead}/hooks/{n}"))
-            .collect();
-        c.webhook_secret = Some(
-            order_service::domain::WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-                .unwrap(),
-        );
+        c.webhooks = Some(webhooks(
+            (1..=count)
+                .map(|n| format!("http://{dead}/hooks/{n}"))
+                .collect(),
+        ));
     })
     .await
+}
+
+/// Webhooks to `urls`, with the default timeout and retry schedule.
+fn webhooks(urls: Vec<String>) -> WebhookSettings {
+    WebhookSettings {
+        urls,
+        secret: WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap(),
+        timeout: Duration::from_secs(10),
+        retries: RetrySchedule::parse(RetrySchedule::DEFAULT).unwrap(),
+    }
 }
 
 #[actix_web::test]
@@ -253,12 +265,10 @@ async fn every_failed_attempt_is_shown_with_what_the_receiver_answered() {
     actix_web::rt::spawn(receiver.run());
     let hook = url.clone();
     let app = spawn_app_with(move |c| {
-        c.webhook_urls = vec![hook];
-        c.webhook_secret = Some(
-            order_service::domain::WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-                .unwrap(),
-        );
-        c.webhook_retries = order_service::domain::RetrySchedule::parse("50ms").unwrap();
+        c.webhooks = Some(WebhookSettings {
+            retries: RetrySchedule::parse("50ms").unwrap(),
+            ..webhooks(vec![hook])
+        });
     })
     .await;
     app.created(&seed_order()).await;

@@ -1,11 +1,10 @@
 //! The test harness: a real application on a free port, backed by its own fresh database.
 //!
 //! Once per test process a template database is migrated (named after a hash of the
-//! migrations, so an edited migration gets a new one); each test then gets
-//! `CREATE DATABASE … TEMPLATE` of it and drops it when its `TestApp` goes out of scope.
+//! migrations, so an edited migration gets a new one, and the templates of other migrations are
+//! dropped); each test then gets `CREATE DATABASE … TEMPLATE` of it and drops it when its
+//! `TestApp` goes out of scope.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex, Once};
 
@@ -17,6 +16,7 @@ use order_service::db::{run_migrations, ConnectOptions};
 use order_service::startup::Application;
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 /// Maintenance database of the test cluster that `make test` starts.
@@ -63,8 +63,11 @@ struct Count {
     count: i64,
 }
 
-fn migrations_hash() -> u64 {
-    let mut hasher = DefaultHasher::new();
+/// The start of a SHA-256 over every migration's folder name and `up.sql`, in hex. Stable: the
+/// same migrations give the same name with every build and compiler, which std's
+/// `DefaultHasher` does not promise.
+fn migrations_hash() -> String {
+    let mut hasher = Sha256::new();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
     let mut dirs: Vec<_> = std::fs::read_dir(&root)
         .expect("migrations folder")
@@ -73,31 +76,38 @@ fn migrations_hash() -> u64 {
         .collect();
     dirs.sort();
     for dir in dirs {
-        dir.file_name().hash(&mut hasher);
-        std::fs::read(dir.join("up.sql"))
+        let name = dir
+            .file_name()
             .unwrap_or_default()
-            .hash(&mut hasher);
+            .as_encoded_bytes()
+            .to_vec();
+        let up = std::fs::read(dir.join("up.sql")).unwrap_or_default();
+        // Each part with its length, so that no two lists of parts hash the same text.
+        for part in [name, up] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
     }
-    hasher.finish()
+    hasher.finalize()[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+/// Every template's name starts so, and goes on with its migrations' hash.
+const TEMPLATE_PREFIX: &str = "ordersvc_template_";
 
 /// Migrates the template database once; an advisory lock keeps concurrent test processes apart.
 async fn template() -> &'static str {
     TEMPLATE
         .get_or_init(|| async {
-            let name = format!("ordersvc_template_{:016x}", migrations_hash());
+            let name = format!("{TEMPLATE_PREFIX}{}", migrations_hash());
             let mut admin = admin_connection().await;
             execute(&mut admin, "SELECT pg_advisory_lock(727274)").await;
             sweep_leftovers(&mut admin).await;
-            let exists: Vec<Name> = diesel::sql_query(format!(
-                "SELECT datname AS name FROM pg_database WHERE datname = '{name}'"
-            ))
-            .load(&mut admin)
-            .await
-            .expect("list databases");
-            if exists.is_empty() {
+            sweep_other_templates(&mut admin, &name).await;
+            if !database_exists(&mut admin, &name).await {
                 let building = format!("{name}_building");
                 execute(&mut admin, &format!("DROP DATABASE IF EXISTS {building}")).await;
                 execute(&mut admin, &format!("CREATE DATABASE {building}")).await;
@@ -135,6 +145,36 @@ async fn sweep_leftovers(admin: &mut AsyncPgConnection) {
             )
             .await;
         }
+    }
+}
+
+async fn database_exists(admin: &mut AsyncPgConnection, name: &str) -> bool {
+    let found: Vec<Name> = diesel::sql_query(format!(
+        "SELECT datname AS name FROM pg_database WHERE datname = '{name}'"
+    ))
+    .load(admin)
+    .await
+    .expect("list databases");
+    !found.is_empty()
+}
+
+/// Drops the templates of other migrations (an earlier checkout's, one left half-built): each is
+/// a whole database, and nothing else removes them. Call it holding the templates' advisory
+/// lock.
+async fn sweep_other_templates(admin: &mut AsyncPgConnection, current: &str) {
+    let names: Vec<Name> = diesel::sql_query(format!(
+        "SELECT datname AS name FROM pg_database WHERE datname LIKE '{}%'",
+        TEMPLATE_PREFIX.replace('_', "\\_")
+    ))
+    .load(admin)
+    .await
+    .expect("list template databases");
+    for Name { name } in names.into_iter().filter(|name| name.name != current) {
+        // Without FORCE: a template that another checkout's tests are copying right now stays,
+        // for the next sweep.
+        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}"))
+            .execute(admin)
+            .await;
     }
 }
 
@@ -468,4 +508,25 @@ pub async fn error_body(response: Response, status: u16, code: &str) -> Value {
         "the body names the request id of the answer: {body}"
     );
     body
+}
+
+#[actix_web::test]
+async fn the_templates_of_other_migrations_are_swept_and_this_one_is_kept() {
+    let current = template().await;
+    let other = format!("{TEMPLATE_PREFIX}0123456789abcdef");
+    assert_ne!(current, other);
+    let mut admin = admin_connection().await;
+    execute(&mut admin, "SELECT pg_advisory_lock(727274)").await;
+    execute(&mut admin, &format!("DROP DATABASE IF EXISTS {other}")).await;
+    execute(&mut admin, &format!("CREATE DATABASE {other}")).await;
+
+    sweep_other_templates(&mut admin, current).await;
+
+    let (other_left, current_left) = (
+        database_exists(&mut admin, &other).await,
+        database_exists(&mut admin, current).await,
+    );
+    execute(&mut admin, "SELECT pg_advisory_unlock(727274)").await;
+    assert!(!other_left, "{other} is dropped");
+    assert!(current_left, "{current} is kept");
 }

@@ -3,7 +3,7 @@
 //! on the schedule and finally failed.
 //!
 //! First attempts come from memory: the executors hand over the events they commit, whose
-//! delivery rows were written leased to this instance (`db::Outbox`). Everything else (retries,
+//! delivery rows were written leased to this instance (`Relay`). Everything else (retries,
 //! first attempts another instance could not make, handoffs that came too late) is claimed from
 //! the table once due.
 //!
@@ -13,17 +13,19 @@
 //! claiming and finishes what it sent, so that a restart does not send again what was delivered.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tokio::sync::oneshot;
+use diesel_async::AsyncPgConnection;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinError, JoinSet};
 
 use crate::db::{
-    claim_deliveries, error_chain, next_delivery_due_in, oldest_pending_delivery_age,
-    record_delivered, record_failed_attempt, ConnectOptions, Handoff, Handoffs, StoreError,
+    claim_deliveries, connect_dispatcher, next_delivery_due_in, oldest_pending_delivery_age,
+    record_delivered, record_failed_attempt, ConnectOptions, StoreError,
 };
-use crate::domain::{webhook_signature, Event, RetrySchedule, WebhookSecret};
+use crate::domain::{webhook_signature, Event, EventId, RetrySchedule, WebhookSecret};
+use crate::error_chain::error_chain;
 use crate::metrics;
 
 /// Requests open at once per instance.
@@ -52,23 +54,40 @@ const MEASURE_BACKLOG_EVERY: Duration = Duration::from_secs(10);
 /// What a failed attempt got is recorded cut to this many characters.
 const MAX_ERROR_CHARS: usize = 500;
 
-/// What the dispatcher needs to send.
+/// Webhook deliveries: every order event is POSTed, signed, to each URL.
+#[derive(Debug, Clone)]
 pub struct WebhookSettings {
+    /// At least one.
+    pub urls: Vec<String>,
     pub secret: WebhookSecret,
     /// How long one request may take, from connecting to the response's status.
     pub timeout: Duration,
+    /// The waits between attempts of a failing delivery; after the last, it is failed.
     pub retries: RetrySchedule,
 }
 
+/// Events that have just committed, for the dispatcher of the instance that wrote them.
+pub struct Handoff {
+    pub events: Vec<Event>,
+    /// The URLs each event has a delivery row for.
+    pub urls: Arc<[String]>,
+    /// When the transaction that wrote them began, or a little before: their deliveries'
+    /// leases run from the transaction's `now()`, so from no earlier than this.
+    pub leased_from: Instant,
+}
+
+/// The dispatcher's end of the handoffs.
+pub type Handoffs = mpsc::Receiver<Handoff>;
+
 /// How long a delivery belongs to the dispatcher that claimed it (or to the instance that wrote
 /// it), for requests that may take `timeout`.
-pub fn delivery_lease(timeout: Duration) -> Duration {
+pub(super) fn delivery_lease(timeout: Duration) -> Duration {
     timeout + LEASE_MARGIN
 }
 
 /// One attempt to make: the event as JSON, to one URL.
 struct Outgoing {
-    event_id: i64,
+    event_id: EventId,
     url: String,
     /// This attempt's number, the first being 1.
     attempt: u32,
@@ -77,7 +96,7 @@ struct Outgoing {
 
 /// How one attempt went: `error` is `None` on a 2xx answer.
 struct Attempt {
-    event_id: i64,
+    event_id: EventId,
     url: String,
     number: u32,
     error: Option<String>,
@@ -358,7 +377,7 @@ async fn connection<'a>(
 ) -> Result<&'a mut AsyncPgConnection, StoreError> {
     match conn {
         Some(conn) => Ok(conn),
-        None => Ok(conn.insert(connect(database).await?)),
+        None => Ok(conn.insert(connect_dispatcher(database).await?)),
     }
 }
 
@@ -376,29 +395,6 @@ fn body_of(event: &Event) -> Option<String> {
         .ok()
 }
 
-/// The dispatcher's own connection.
-///
-/// Its prepared statements are planned for their parameters every time. The connection lives
-/// as long as the instance, and `webhook_deliveries` grows from nothing to millions of rows
-/// meanwhile: a generic plan cached while it was small (a sequential scan for the outcomes'
-/// statement) took 4.4 ms a statement once it held 80,000 rows, against 0.1 ms for the index
-/// lookups a fresh plan makes.
-///
-/// Its commits wait for the disk like any other. They used to skip the wait, when every outcome
-/// was a commit of its own; since outcomes are recorded together the wait costs the creates
-/// nothing measurable, and a PostgreSQL crash no longer loses delivered marks (which had meant
-/// up to 9 deliveries sent twice in `tests/webhooks.rs`).
-async fn connect(database: &ConnectOptions) -> Result<AsyncPgConnection, StoreError> {
-    let mut conn = database
-        .connect()
-        .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    diesel::sql_query("SET plan_cache_mode = force_custom_plan")
-        .execute(&mut conn)
-        .await?;
-    Ok(conn)
-}
-
 /// Records outcomes: the delivered ones in one statement, each failure on its own (there are
 /// few, and each gets a retry time of its own).
 async fn record_outcomes(
@@ -406,7 +402,7 @@ async fn record_outcomes(
     attempts: &[Attempt],
     retries: &RetrySchedule,
 ) -> Result<(), StoreError> {
-    let delivered: Vec<(i64, &str)> = attempts
+    let delivered: Vec<(EventId, &str)> = attempts
         .iter()
         .filter(|attempt| attempt.error.is_none())
         .map(|attempt| (attempt.event_id, attempt.url.as_str()))

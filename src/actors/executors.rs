@@ -6,8 +6,8 @@ use actix::dev::MessageResponse;
 use actix::{Addr, Context, Handler, Message, ResponseFuture, Supervisor};
 use tokio::sync::oneshot;
 
-use super::{DbExecutor, ExecutorError};
-use crate::db::{Outbox, Pool};
+use super::{DbExecutor, ExecutorError, Relay};
+use crate::db::Pool;
 
 /// The executors of this instance, as `/metrics` sees them: each one's mailbox and pool, and
 /// how often any was restarted.
@@ -32,7 +32,7 @@ impl Executors {
     /// Starts an executor under a `Supervisor` on the current thread's arbiter, with `pool` to
     /// itself. Only the thread that sends to it should use that pool: a connection's socket is
     /// driven on the thread that opened it.
-    pub fn start(&self, pool: Pool, ping_timeout: Duration, outbox: Outbox) -> Executor {
+    pub fn start(&self, pool: Pool, ping_timeout: Duration, relay: Relay) -> Executor {
         let index = self.started.fetch_add(1, Ordering::Relaxed);
         let waiting = Arc::new(AtomicUsize::new(0));
         {
@@ -47,7 +47,7 @@ impl Executors {
         let restarts = self.restarts.clone();
         Executor {
             addr: Supervisor::start(move |_| {
-                DbExecutor::new(index, pool, ping_timeout, outbox, restarts)
+                DbExecutor::new(index, pool, ping_timeout, relay, restarts)
             }),
             waiting,
         }
@@ -106,7 +106,7 @@ impl Executor {
 }
 
 /// A message on its way through an executor's mailbox, counted while it waits there.
-pub struct Queued<M> {
+pub(crate) struct Queued<M> {
     message: M,
     ticket: Ticket,
 }
@@ -128,7 +128,13 @@ where
         Queued { message, ticket }: Queued<M>,
         ctx: &mut Context<Self>,
     ) -> Self::Result {
+        // Counted out as its handling starts.
         drop(ticket);
+        // Handled as if `M` itself had been sent: its handler runs here, and the response it
+        // gives (`ResponseActFuture`, `ResponseFuture`, …) is driven by actix's own
+        // `MessageResponse::handle`, as the mailbox would drive it, with a reply channel of
+        // ours. So each kind keeps its meaning (an actor future still runs inside this actor)
+        // and the counting wraps every message without a handler of its own.
         let (reply, answer) = oneshot::channel();
         <Self as Handler<M>>::handle(self, message, ctx).handle(ctx, Some(reply));
         Box::pin(async move { answer.await.unwrap_or(Err(ExecutorError::Interrupted)) })
