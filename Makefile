@@ -11,7 +11,7 @@ build: ## build the release binaries (the service and the stress client)
 run: ## build, start PostgreSQL if needed, create the database, serve on PORT (default 8080)
 	scripts/run.sh
 
-test: ## all unit and integration tests (starts and stops a private PostgreSQL on port 55432)
+test: ## all unit and integration tests (starts and stops a private PostgreSQL on port 25432)
 	scripts/test.sh
 
 test-chaos: ## only the chaos test: database crash and SIGTERM under load (also part of make test)

@@ -29,7 +29,7 @@
 #
 #   DURATION=10 CLIENTS="100 500" scripts/bench.sh
 #
-# It uses its own cluster (.data/postgres-bench, port BENCH_PG_PORT, default 55462) and a
+# It uses its own cluster (.data/postgres-bench, port BENCH_PG_PORT, default 25462) and a
 # fresh database, starts a release server on BENCH_HTTP_PORT (default 18090), and stops both.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -38,7 +38,7 @@ cd "$ROOT"
 DURATION="${DURATION:-10}"
 WARMUP=2
 CLIENTS="${CLIENTS:-100 500}"
-PG_PORT="${BENCH_PG_PORT:-55462}"
+PG_PORT="${BENCH_PG_PORT:-25462}"
 HTTP_PORT="${BENCH_HTTP_PORT:-18090}"
 DB=ordersvc_bench
 DB_URL="postgres://postgres@127.0.0.1:$PG_PORT/$DB"

@@ -21,9 +21,11 @@ PASSWORD="${POSTGRES_PASSWORD:-password}"
 DBNAME="${POSTGRES_DBNAME:-orderdb}"
 DEV_DIR="$DATA/postgres"
 TEST_DIR="$DATA/postgres-test"
-TEST_PORT="${TEST_PG_PORT:-55432}"
+# Below the kernel's ephemeral range (32768–60999): a port there can be taken for a while by a
+# client socket of a load run, and the cluster would not start.
+TEST_PORT="${TEST_PG_PORT:-25432}"
 BENCH_DIR="$DATA/postgres-bench"
-BENCH_PORT="${BENCH_PG_PORT:-55462}"
+BENCH_PORT="${BENCH_PG_PORT:-25462}"
 COMPOSE_MARK="$DATA/compose-started"
 
 answers() { pg_isready -q -h "$1" -p "$2" -t 2 >/dev/null 2>&1; }

@@ -4,7 +4,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-TEST_PORT="${TEST_PG_PORT:-55432}"
+TEST_PORT="${TEST_PG_PORT:-25432}"
 started=0
 if ! is_running "$DATA/postgres-test"; then
   "$ROOT/scripts/db.sh" test-up

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix::{
     Actor, ActorContext, ActorFuture, ActorFutureExt, AsyncContext, Context, Handler, MailboxError,
-    ResponseActFuture, ResponseFuture, Supervised, WrapFuture,
+    Message, ResponseFuture, Supervised, WrapFuture,
 };
 use diesel_async::AsyncPgConnection;
 use futures_util::FutureExt;
@@ -50,9 +50,8 @@ struct PendingCreate {
 
 /// Runs queries for the messages it receives, each on a pooled connection.
 ///
-/// Reads and status changes return `ResponseActFuture`, which the actor spawns rather than
-/// waits on, so one executor has many queries in flight; the pool bounds how many reach the
-/// database at once.
+/// Reads and status changes run as tasks of their own (`run`), so one executor has many
+/// queries in flight; its pool bounds how many reach the database at once.
 ///
 /// Creates are group-committed: while one batch transaction is in flight, the creates that
 /// arrive queue up and go together as the next transaction. A lone create is written at once
@@ -97,33 +96,39 @@ impl DbExecutor {
         AssertUnwindSafe(job)
             .catch_unwind()
             .into_actor(self)
-            .map(|outcome, executor, ctx| match outcome {
-                Ok(result) => result,
-                Err(panic) => {
-                    log::error!(
-                        "db executor {} panicked ({}); restarting it",
-                        executor.index,
-                        panic_message(panic.as_ref())
-                    );
+            .map(|outcome, executor, ctx| {
+                outcome.unwrap_or_else(|panic| {
                     ctx.stop();
-                    Err(ExecutorError::Panicked)
-                }
+                    Err(caught(executor.index, panic))
+                })
             })
     }
 
-    /// Runs `work` on a pooled connection, guarded.
-    fn run<T, F>(&self, work: F) -> ResponseActFuture<Self, Result<T, ExecutorError>>
+    /// Runs `work` on a pooled connection, as a task of its own rather than inside the actor:
+    /// actix polls every future in an actor's context whenever any one of them wakes, so the
+    /// dozens of queries an executor has in flight would each be polled at every wake-up of
+    /// the others. A panic is answered as `Panicked` and restarts the actor, as in `guarded`.
+    fn run<T, F>(&self, ctx: &Context<Self>, work: F) -> ResponseFuture<Result<T, ExecutorError>>
     where
         T: 'static,
         F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, StoreError> + 'static,
     {
-        let pool = self.pool.clone();
-        Box::pin(self.guarded(async move {
+        let (pool, index, executor) = (self.pool.clone(), self.index, ctx.address());
+        let job = async move {
             let mut conn = pool.get().await?;
-            Ok(work(&mut conn)
+            work(&mut conn)
                 .await
-                .map_err(|e| e.on_connection(&mut conn))?)
-        }))
+                .map_err(|e| e.on_connection(&mut conn))
+        };
+        Box::pin(async move {
+            match AssertUnwindSafe(job).catch_unwind().await {
+                Ok(result) => result.map_err(ExecutorError::from),
+                Err(panic) => {
+                    executor.do_send(Restart);
+                    Err(caught(index, panic))
+                }
+            }
+        })
     }
 
     /// Writes the next batch of waiting creates, then the next, until none wait.
@@ -238,6 +243,31 @@ async fn insert(
     Ok(batch.outcomes)
 }
 
+/// Sent by a request's task that caught a panic: the executor stops, and its `Supervisor`
+/// starts it afresh.
+struct Restart;
+
+impl Message for Restart {
+    type Result = ();
+}
+
+impl Handler<Restart> for DbExecutor {
+    type Result = ();
+
+    fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// A panic caught in an executor's work, logged; answered as `Panicked`.
+fn caught(index: usize, panic: Box<dyn Any + Send>) -> ExecutorError {
+    log::error!(
+        "db executor {index} panicked ({}); restarting it",
+        panic_message(panic.as_ref())
+    );
+    ExecutorError::Panicked
+}
+
 fn panic_message(panic: &(dyn Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()
@@ -281,31 +311,31 @@ impl Handler<CreateOrder> for DbExecutor {
 }
 
 impl Handler<GetOrder> for DbExecutor {
-    type Result = ResponseActFuture<Self, Result<Option<Order>, ExecutorError>>;
+    type Result = ResponseFuture<Result<Option<Order>, ExecutorError>>;
 
-    fn handle(&mut self, GetOrder(id): GetOrder, _: &mut Context<Self>) -> Self::Result {
-        self.run(async move |conn| db::find_order(conn, id).await)
+    fn handle(&mut self, GetOrder(id): GetOrder, ctx: &mut Context<Self>) -> Self::Result {
+        self.run(ctx, async move |conn| db::find_order(conn, id).await)
     }
 }
 
 impl Handler<GetHistory> for DbExecutor {
-    type Result = ResponseActFuture<Self, Result<Option<Vec<StatusChange>>, ExecutorError>>;
+    type Result = ResponseFuture<Result<Option<Vec<StatusChange>>, ExecutorError>>;
 
-    fn handle(&mut self, GetHistory(id): GetHistory, _: &mut Context<Self>) -> Self::Result {
-        self.run(async move |conn| db::status_history(conn, id).await)
+    fn handle(&mut self, GetHistory(id): GetHistory, ctx: &mut Context<Self>) -> Self::Result {
+        self.run(ctx, async move |conn| db::status_history(conn, id).await)
     }
 }
 
 impl Handler<ListOrders> for DbExecutor {
-    type Result = ResponseActFuture<Self, Result<OrderPage, ExecutorError>>;
+    type Result = ResponseFuture<Result<OrderPage, ExecutorError>>;
 
-    fn handle(&mut self, ListOrders(page): ListOrders, _: &mut Context<Self>) -> Self::Result {
-        self.run(async move |conn| db::orders_page(conn, page).await)
+    fn handle(&mut self, ListOrders(page): ListOrders, ctx: &mut Context<Self>) -> Self::Result {
+        self.run(ctx, async move |conn| db::orders_page(conn, page).await)
     }
 }
 
 impl Handler<ChangeStatus> for DbExecutor {
-    type Result = ResponseActFuture<Self, Result<Order, ExecutorError>>;
+    type Result = ResponseFuture<Result<Order, ExecutorError>>;
 
     fn handle(
         &mut self,
@@ -314,10 +344,10 @@ impl Handler<ChangeStatus> for DbExecutor {
             to,
             precondition,
         }: ChangeStatus,
-        _: &mut Context<Self>,
+        ctx: &mut Context<Self>,
     ) -> Self::Result {
         let relay = self.relay.clone();
-        self.run(async move |conn| {
+        self.run(ctx, async move |conn| {
             let changed =
                 db::change_status(conn, id, to, precondition.as_ref(), &relay.delivery_rows())
                     .await?;
@@ -332,11 +362,11 @@ impl Handler<ChangeStatus> for DbExecutor {
 }
 
 impl Handler<CheckHealth> for DbExecutor {
-    type Result = ResponseActFuture<Self, Result<(), ExecutorError>>;
+    type Result = ResponseFuture<Result<(), ExecutorError>>;
 
-    fn handle(&mut self, _: CheckHealth, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: CheckHealth, ctx: &mut Context<Self>) -> Self::Result {
         let timeout = self.ping_timeout;
-        self.run(async move |conn| {
+        self.run(ctx, async move |conn| {
             tokio::time::timeout(timeout, db::ping(conn))
                 .await
                 .map_err(|_| {
@@ -347,46 +377,52 @@ impl Handler<CheckHealth> for DbExecutor {
 }
 
 impl Handler<ListEvents> for DbExecutor {
-    type Result = ResponseActFuture<Self, Result<EventPage, ExecutorError>>;
+    type Result = ResponseFuture<Result<EventPage, ExecutorError>>;
 
     fn handle(
         &mut self,
         ListEvents { request, waiting }: ListEvents,
-        _: &mut Context<Self>,
+        ctx: &mut Context<Self>,
     ) -> Self::Result {
-        self.run(async move |conn| db::events_page(conn, &request, waiting).await)
+        self.run(ctx, async move |conn| {
+            db::events_page(conn, &request, waiting).await
+        })
     }
 }
 
 impl Handler<GetDeliveries> for DbExecutor {
-    type Result = ResponseActFuture<Self, Result<Option<Vec<DeliveryReport>>, ExecutorError>>;
+    type Result = ResponseFuture<Result<Option<Vec<DeliveryReport>>, ExecutorError>>;
 
     fn handle(
         &mut self,
         GetDeliveries(event): GetDeliveries,
-        _: &mut Context<Self>,
+        ctx: &mut Context<Self>,
     ) -> Self::Result {
-        self.run(async move |conn| db::event_deliveries(conn, event).await)
+        self.run(ctx, async move |conn| {
+            db::event_deliveries(conn, event).await
+        })
     }
 }
 
 impl Handler<PurgeEvents> for DbExecutor {
-    type Result = ResponseActFuture<Self, Result<usize, ExecutorError>>;
+    type Result = ResponseFuture<Result<usize, ExecutorError>>;
 
-    fn handle(&mut self, PurgeEvents(age): PurgeEvents, _: &mut Context<Self>) -> Self::Result {
-        self.run(async move |conn| db::purge_events(conn, age).await)
+    fn handle(&mut self, PurgeEvents(age): PurgeEvents, ctx: &mut Context<Self>) -> Self::Result {
+        self.run(ctx, async move |conn| db::purge_events(conn, age).await)
     }
 }
 
 impl Handler<PurgeIdempotencyKeys> for DbExecutor {
-    type Result = ResponseActFuture<Self, Result<usize, ExecutorError>>;
+    type Result = ResponseFuture<Result<usize, ExecutorError>>;
 
     fn handle(
         &mut self,
         PurgeIdempotencyKeys(age): PurgeIdempotencyKeys,
-        _: &mut Context<Self>,
+        ctx: &mut Context<Self>,
     ) -> Self::Result {
-        self.run(async move |conn| db::purge_idempotency_keys(conn, age).await)
+        self.run(ctx, async move |conn| {
+            db::purge_idempotency_keys(conn, age).await
+        })
     }
 }
 
@@ -408,17 +444,17 @@ mod tests {
     }
 
     impl Handler<Explode> for DbExecutor {
-        type Result = ResponseActFuture<Self, Result<(), ExecutorError>>;
+        type Result = ResponseFuture<Result<(), ExecutorError>>;
 
-        fn handle(&mut self, _: Explode, _: &mut Context<Self>) -> Self::Result {
-            self.run(async |_conn| panic!("simulated bug"))
+        fn handle(&mut self, _: Explode, ctx: &mut Context<Self>) -> Self::Result {
+            self.run(ctx, async |_conn| panic!("simulated bug"))
         }
     }
 
     fn pool() -> Pool {
         // Any reachable database will do: only `SELECT 1` runs. `make test` starts one.
         let url = std::env::var("TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into());
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:25432/postgres".into());
         let settings = PoolSettings {
             max_size: 2,
             min_idle: 0,

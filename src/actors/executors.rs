@@ -131,10 +131,9 @@ where
         // Counted out as its handling starts.
         drop(ticket);
         // Handled as if `M` itself had been sent: its handler runs here, and the response it
-        // gives (`ResponseActFuture`, `ResponseFuture`, …) is driven by actix's own
-        // `MessageResponse::handle`, as the mailbox would drive it, with a reply channel of
-        // ours. So each kind keeps its meaning (an actor future still runs inside this actor)
-        // and the counting wraps every message without a handler of its own.
+        // gives is driven by actix's own `MessageResponse::handle`, as the mailbox would drive
+        // it, with a reply channel of ours. So each kind keeps its meaning and the counting
+        // wraps every message without a handler of its own.
         let (reply, answer) = oneshot::channel();
         <Self as Handler<M>>::handle(self, message, ctx).handle(ctx, Some(reply));
         Box::pin(async move { answer.await.unwrap_or(Err(ExecutorError::Interrupted)) })

@@ -2,6 +2,7 @@ use std::fmt;
 use std::iter::Sum;
 use std::str::FromStr;
 
+use bigdecimal::num_traits::ToPrimitive;
 use bigdecimal::BigDecimal;
 use serde::{Serialize, Serializer};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
@@ -79,7 +80,17 @@ impl Sum for Money {
 /// Always two decimals: `999.99`, `75.00`, `0.30`.
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:.2}", self.0)
+        // Every amount is held in cents (scale 2) and fits an i64: written as integers, which
+        // costs a fraction of BigDecimal's general formatting (a list page writes dozens).
+        let (digits, scale) = self.0.as_bigint_and_scale();
+        match digits.to_i64().filter(|_| scale == SCALE) {
+            Some(cents) => {
+                let sign = if cents < 0 { "-" } else { "" };
+                let cents = cents.unsigned_abs();
+                write!(f, "{sign}{}.{:02}", cents / 100, cents % 100)
+            }
+            None => write!(f, "{:.2}", self.0),
+        }
     }
 }
 
@@ -161,6 +172,22 @@ mod tests {
             "largest possible line total is computed exactly"
         );
         assert!(Money::max_unit_price().times(1_000_000) > Money::max_total());
+    }
+
+    #[test]
+    fn every_amount_is_written_as_bigdecimal_writes_it_at_two_decimals() {
+        let beyond_i64 = BigDecimal::new(
+            BigDecimal::from(i64::MAX).as_bigint_and_scale().0.as_ref() * 1000,
+            2,
+        );
+        for stored in ["12.3", "-5.05", "-0.05", "0", "99999999999999.99", "7"]
+            .map(|text| BigDecimal::from_str(text).unwrap())
+            .into_iter()
+            .chain([beyond_i64])
+        {
+            let money = Money::from_stored(stored.clone());
+            assert_eq!(money.to_string(), format!("{stored:.2}"), "{stored}");
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 /// Maintenance database of the test cluster that `make test` starts.
 fn admin_url() -> String {
     std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into())
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:25432/postgres".into())
 }
 
 fn connect_options(url: &str) -> ConnectOptions {
