@@ -7,14 +7,11 @@
 # debian:bookworm-slim would add a shell and apt (~75 MB) that the service never runs.
 #
 # The base images are arguments so that a machine without a registry can use its own: our CI
-# (scripts/container.sh) builds equivalents from Debian's packages. Both bases must be Debian
-# 12 (bookworm), so that the binary finds the glibc and OpenSSL it was linked against.
+# (scripts/container.sh) builds equivalents from Debian's packages, and replaces the `build`
+# stage with the binary it has already compiled (--build-context build=DIR). Both bases must be
+# Debian 12 (bookworm), so that the binary finds the glibc and OpenSSL it was linked against.
 ARG RUST_IMAGE=docker.io/library/rust:1.95-slim-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12
-# The image the runtime stage takes /usr/local/bin/order-service from: the `build` stage below.
-# `make test-container` passes an image holding a binary that CI had already built, so that it
-# packages it in this same runtime stage without compiling the service again.
-ARG BINARY_FROM=build
 
 FROM ${RUST_IMAGE} AS chef
 # OpenSSL's headers for native-tls; the Rust image has the C compiler mimalloc needs.
@@ -37,8 +34,6 @@ COPY . .
 RUN cargo build --release --locked --package order-service --bin order-service \
     && install -m 0755 target/release/order-service /usr/local/bin/order-service
 
-FROM ${BINARY_FROM} AS binary
-
 FROM ${RUNTIME_IMAGE} AS runtime
 ARG VERSION=unspecified
 ARG REVISION=unspecified
@@ -50,7 +45,7 @@ LABEL org.opencontainers.image.title="ordersvc" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="MIT"
-COPY --from=binary /usr/local/bin/order-service /usr/local/bin/order-service
+COPY --from=build /usr/local/bin/order-service /usr/local/bin/order-service
 # Distroless's `nonroot`, by number so that it holds on any base: Kubernetes' runAsNonRoot can
 # check a numeric user without reading /etc/passwd.
 USER 65532:65532

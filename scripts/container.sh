@@ -24,8 +24,8 @@ IMAGES="localhost/$NAME"
 SERVICE_IMAGE="$IMAGES/order-service:test"
 RUNTIME_BASE="$IMAGES/runtime-base:bookworm"
 POSTGRES_BASE="$IMAGES/postgres:15"
-BINARY_IMAGE="$IMAGES/binary:test"
 BUILDER_BASE="$IMAGES/rust-builder:bookworm"
+FULL_IMAGE="$IMAGES/order-service:full"
 SUITE=bookworm
 # The Debian mirrors this machine's apt uses: the bases get the packages apt would install here.
 SOURCES=/etc/apt/sources.list.d/debian.sources
@@ -68,21 +68,18 @@ EOF
   podman info >/dev/null || die "podman does not work here (see podman info)"
 }
 
-# debootstrap_import IMAGE PACKAGES HOOK [mmdebstrap options] [-- podman import --change ...]:
-# a root file system of PACKAGES (and what they depend on) extracted from Debian's packages,
-# finished by HOOK (scripts/container/*.hook), imported as IMAGE. Extracted rather than
-# installed: no package's scripts run, so no shell or apt has to be in the image for them.
-# Docs, manuals and translations are left out: nothing in a container reads them.
+# debootstrap_import IMAGE VARIANT PACKAGES [mmdebstrap options] [-- podman import --change ...]:
+# a root file system of PACKAGES (and what they depend on) from Debian's packages, imported as
+# IMAGE. Docs, manuals and translations are left out: nothing in a container reads them.
 debootstrap_import() {
-  local image="$1" packages="$2" hook="$3" opts=() changes=() change tar
+  local image="$1" variant="$2" packages="$3" opts=() changes=() change tar
   shift 3
   while [ "$#" -gt 0 ] && [ "$1" != -- ]; do opts+=("$1") && shift; done
   [ "$#" -gt 0 ] && shift
   for change in "$@"; do changes+=(--change "$change"); done
   tar="$WORK/$(basename "${image%%:*}").tar"
   say "container: building $image from Debian's packages"
-  mmdebstrap --quiet --variant=extract --include="$packages" \
-    --extract-hook="$ROOT/scripts/container/$hook" \
+  mmdebstrap --quiet --variant="$variant" --include="$packages" \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' "${opts[@]}" "$SUITE" "$tar" "$SOURCES"
   podman import --quiet "${changes[@]}" "$tar" "$image" >/dev/null
@@ -90,17 +87,24 @@ debootstrap_import() {
 }
 
 # Stand-ins for the Dockerfile's and the compose file's public images, which cannot be pulled.
-build_bases() {
-  mkdir -p "$WORK"
+# The runtime and PostgreSQL images are extracted from their packages rather than installed: no
+# package's scripts run, so neither needs a shell or apt for them. Their hooks
+# (scripts/container/*.hook) write what those scripts would have: users, CA bundle.
+build_runtime_base() {
   # Like distroless cc (Debian 12): glibc, libgcc, OpenSSL, CA certificates, time zones, the
   # nonroot user, and no shell, so that a runtime stage which needed one would fail here too.
-  debootstrap_import "$RUNTIME_BASE" base-files,netbase,tzdata,libc6,libgcc-s1,libssl3,ca-certificates \
-    runtime-base.hook
+  debootstrap_import "$RUNTIME_BASE" extract \
+    base-files,netbase,tzdata,libc6,libgcc-s1,libssl3,ca-certificates \
+    --extract-hook="$ROOT/scripts/container/runtime-base.hook"
+}
+
+build_postgres_base() {
   # PostgreSQL 15 as the official postgres image runs it for the compose file: its variables,
   # the volume at /var/lib/postgresql/data, user postgres, pg_isready on PATH, SIGINT to stop.
   # LLVM (only JIT uses it), Perl (only the pg_wrapper scripts do) and locale sources are left
   # out: with them the image was 370 MB.
-  debootstrap_import "$POSTGRES_BASE" dash,coreutils,postgresql-15 postgres.hook \
+  debootstrap_import "$POSTGRES_BASE" extract dash,coreutils,postgresql-15 \
+    --extract-hook="$ROOT/scripts/container/postgres.hook" \
     --dpkgopt='path-exclude=/usr/lib/x86_64-linux-gnu/libLLVM*' \
     --dpkgopt='path-exclude=/usr/lib/x86_64-linux-gnu/libz3*' \
     --dpkgopt='path-exclude=/usr/lib/postgresql/15/lib/bitcode/*' \
@@ -111,21 +115,29 @@ build_bases() {
     'ENTRYPOINT ["/usr/local/bin/postgres-entrypoint.sh"]'
 }
 
-# The service's image: the Dockerfile's runtime stage around the binary of BUILD_PROFILE that
-# build_bins made, handed in as an image of its own (BINARY_FROM) so that the image is the
-# one users build, except that its binary was compiled outside (docs/CONTAINER.md).
+# In place of the Rust image: Debian with apt, a C compiler and OpenSSL's headers; Rust itself
+# is this machine's toolchain, mounted read-only at /opt/rust during the build (Debian's rustc
+# is too old for our crates). cargo install writes to CARGO_HOME, as in the Rust image.
+build_builder_base() {
+  debootstrap_import "$BUILDER_BASE" apt gcc,libc6-dev,pkg-config,libssl-dev,ca-certificates \
+    -- 'ENV PATH=/usr/local/cargo/bin:/opt/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    'ENV CARGO_HOME=/usr/local/cargo'
+}
+
+# The service's image: the Dockerfile as users build it, except that its `build` stage is
+# replaced by a folder holding the binary of BUILD_PROFILE that build_bins made (podman's
+# --build-context, BuildKit's too): the runtime stage, everything that ships, is theirs, and
+# the service is not compiled a second time (docs/CONTAINER.md).
 build_image() {
-  local stage
-  stage="$(mktemp -d)"
-  install -D -m 0755 "$(bin_path order-service)" "$stage/usr/local/bin/order-service"
-  tar -C "$stage" -c usr | podman import --quiet - "$BINARY_IMAGE" >/dev/null
-  rm -rf "$stage"
-  say "container: building $SERVICE_IMAGE (runtime stage, ${BUILD_PROFILE:-release} binary)"
+  local built="$WORK/build-stage"
+  install -D -m 0755 "$(bin_path order-service)" "$built/usr/local/bin/order-service"
+  say "container: building $SERVICE_IMAGE (the runtime stage around the ${BUILD_PROFILE:-release} binary)"
   # Docker's format: OCI's has no HEALTHCHECK. No layer cache: nothing of it may stay behind.
   podman build --quiet --format docker --layers=false --pull=never -f "$ROOT/Dockerfile" \
-    --build-arg RUNTIME_IMAGE="$RUNTIME_BASE" --build-arg BINARY_FROM="$BINARY_IMAGE" \
+    --build-context build="$built" --build-arg RUNTIME_IMAGE="$RUNTIME_BASE" \
     --build-arg VERSION="$(cargo_version)" --build-arg REVISION="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)" \
     -t "$SERVICE_IMAGE" "$ROOT" >/dev/null
+  rm -rf "$built"
 }
 
 cargo_version() { sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n1; }
@@ -264,8 +276,14 @@ teardown() {
   say "container: tearing down"
   compose down --volumes || true
   podman network rm --force "${NAME}_default" >/dev/null 2>&1 || true
-  podman rmi --force "$SERVICE_IMAGE" "$BINARY_IMAGE" >/dev/null 2>&1 || true
-  [ "${CONTAINER_KEEP_BASES:-0}" = 1 ] || podman rmi --force "$RUNTIME_BASE" "$POSTGRES_BASE" >/dev/null 2>&1 || true
+  podman rmi --force "$SERVICE_IMAGE" "$FULL_IMAGE" >/dev/null 2>&1 || true
+  [ "${CONTAINER_KEEP_BASES:-0}" = 1 ] ||
+    podman rmi --force "$RUNTIME_BASE" "$POSTGRES_BASE" "$BUILDER_BASE" >/dev/null 2>&1 || true
+  # The full build's layer cache: every image that it added and no name above covers.
+  if [ "${REMOVE_NEW_IMAGES:-0}" = 1 ]; then
+    comm -13 <(sort <<<"$OBJECTS_BEFORE") <(podman images -aq --no-trunc | sort) |
+      xargs -r podman rmi --force >/dev/null 2>&1 || true
+  fi
   rm -rf "$WORK"
   left="$(comm -13 <(sort <<<"$OBJECTS_BEFORE") <(podman_objects | sort))"
   if [ -n "$left" ]; then
@@ -300,7 +318,8 @@ test_round() {
   trap 'exit 143' TERM
 
   build_bins
-  podman image exists "$RUNTIME_BASE" && podman image exists "$POSTGRES_BASE" || build_bases
+  podman image exists "$RUNTIME_BASE" || build_runtime_base
+  podman image exists "$POSTGRES_BASE" || build_postgres_base
   build_image
   say "container: $SERVICE_IMAGE: $(podman image inspect --format '{{.Size}}' "$SERVICE_IMAGE" | awk '{ printf "%.1f MB", $1 / 1e6 }'); binary $(stat -c %s "$(bin_path order-service)" | awk '{ printf "%.1f MB", $1 / 1e6 }')"
 
@@ -327,7 +346,40 @@ test_round() {
   say "container: passed in $((SECONDS - started)) s"
 }
 
+# The Dockerfile as users build it, all stages, with the host's toolchain in place of the Rust
+# image; then the image's size, and a run of its binary in the runtime stage.
+full_build() {
+  local started out
+  setup_podman
+  mkdir -p "$WORK"
+  OBJECTS_BEFORE="$(podman_objects)"
+  REMOVE_NEW_IMAGES=1
+  trap teardown EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  podman image exists "$RUNTIME_BASE" || build_runtime_base
+  podman image exists "$BUILDER_BASE" || build_builder_base
+  say "container: the Dockerfile's full build (cargo-chef, dependencies, service), as users run it"
+  started="$SECONDS"
+  # This machine's CA bundle too: it may trust a proxy that stands between it and crates.io.
+  podman build --format docker --pull=never -f "$ROOT/Dockerfile" \
+    -v "$(rustc --print sysroot):/opt/rust:ro" \
+    -v "${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}:/etc/ssl/certs/ca-certificates.crt:ro" \
+    --build-arg RUST_IMAGE="$BUILDER_BASE" --build-arg RUNTIME_IMAGE="$RUNTIME_BASE" \
+    --build-arg VERSION="$(cargo_version)" --build-arg REVISION="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)" \
+    -t "$FULL_IMAGE" "$ROOT"
+  say "container: full build took $((SECONDS - started)) s; $FULL_IMAGE: $(podman image inspect --format '{{.Size}}' "$FULL_IMAGE" | awk '{ printf "%.1f MB", $1 / 1e6 }')"
+  # Its binary starts in the runtime stage (its libraries are there): with nothing to ask,
+  # the health check says so and fails.
+  out="$(podman run --rm --pull=never "$FULL_IMAGE" healthcheck live 2>&1)" && die "healthcheck passed with no server: $out"
+  grep -q 'Connection refused' <<<"$out" || die "the binary did not run in the runtime stage: $out"
+  say "container: its binary runs in the runtime stage ($out)"
+}
+
+# (Sourced, it only defines its functions.)
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 case "${1:-}" in
   test) test_round ;;
+  full-build) full_build ;;
   *) die "usage: $0 test|full-build" ;;
 esac
