@@ -194,11 +194,16 @@ seconds_since_start() {
 
 # wait_ready CONTAINER: polls /health/ready every 0.1 s for at most 60 s; prints how long
 # after its start the service first answered 200.
+# A start that failed (the restart policy starts it again) fails here at once, with its log.
 wait_ready() {
   local tries=0
   until curl -fs -o /dev/null --max-time 1 "$BASE_URL/health/ready"; do
     tries=$((tries + 1))
-    [ "$tries" -lt 600 ] || die "$BASE_URL/health/ready did not answer 200 within 60 s"
+    if [ "$tries" -ge 600 ] || { [ $((tries % 10)) = 0 ] &&
+      [ "$(podman inspect --format '{{.RestartCount}} {{.State.Running}}' "$1")" != "0 true" ]; }; then
+      podman logs --tail 20 "$1" >&2
+      die "$1 stopped, or $BASE_URL/health/ready did not answer 200 within 60 s (log above)"
+    fi
     sleep 0.1
   done
   seconds_since_start "$1"
