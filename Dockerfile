@@ -3,8 +3,9 @@
 # Three stages: the dependencies compiled in a layer of their own (cargo-chef), so that a change
 # of our code rebuilds only our crate; the service built on top; a runtime stage holding the
 # binary, the C libraries it links (glibc, libgcc, OpenSSL) and CA certificates, and nothing
-# else: no shell, no package manager. Distroless `cc` is that and no more, at about 23 MB;
-# debian:bookworm-slim would add a shell and apt (~75 MB) that the service never runs.
+# else: no shell, no package manager. Distroless `cc` is that and no more (23 MB);
+# debian:bookworm-slim would add a shell and apt that the service never runs, and still need
+# OpenSSL and CA certificates installed.
 #
 # The base images are arguments so that a machine without a registry can use its own: our CI
 # (scripts/container.sh) builds equivalents from Debian's packages, and replaces the `build`

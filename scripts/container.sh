@@ -355,6 +355,8 @@ test_round() {
   wait_healthy "$svc" 30
   say "container: both healthy by their own health checks"
   check_user "$svc"
+  [ "$(podman inspect --format '{{.HostConfig.ReadonlyRootfs}}' "$svc")" = true ] ||
+    die "the service's root file system is writable: compose's read_only did not apply"
 
   "$ROOT/scripts/stress.sh" 1000 100
   "$ROOT/scripts/test-api.sh"
