@@ -1,6 +1,6 @@
 # ordersvc: `make run` to serve, `make test` to test. `make help` lists everything.
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-chaos test-api test-contract test-stress test-stress-extreme test-all-stress bench-stress bench bench-ab bench-micro db-up db-down db-reset test-db-up test-db-down cluster-up cluster-down cluster-status test-cluster fmt lint clean
+.PHONY: help build run test test-chaos test-api test-contract test-stress test-stress-extreme test-all-stress bench-stress bench bench-ab bench-micro db-up db-down db-reset test-db-up test-db-down test-container cluster-up cluster-down cluster-status test-cluster fmt lint clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -57,6 +57,11 @@ test-db-up: ## start the private test cluster
 
 test-db-down: ## stop the private test cluster
 	scripts/db.sh test-down
+
+# Ports of its own (CONTAINER_PORT 38080, CONTAINER_PG_PORT 38432); BUILD_PROFILE picks the
+# binary that goes into the image (release unless set; CI's dev).
+test-container: ## the Dockerfile's image and docker-compose.yml's stack with podman: stress smoke, API walk-through, non-root uid, stop under load (installs podman; leaves nothing behind)
+	scripts/container.sh test
 
 cluster-up: ## etcd, three PostgreSQL nodes under Patroni, CLUSTER_INSTANCES (2) instances, HAProxy on CLUSTER_PORT (8080)
 	scripts/cluster.sh up
