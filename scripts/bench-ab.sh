@@ -46,6 +46,11 @@ WORK="$DATA/bench-ab"
 for row in $ROWS; do
   case "$row" in seed | create | get | list) ;; *) die "ROWS: unknown row $row (seed, create, get, list)" ;; esac
 done
+# Reads read what the create row wrote: alone, they would measure an empty table.
+case " $ROWS " in *" get "* | *" list "*)
+  [[ " $ROWS " == *" create "*" get "* || " $ROWS " == *" create "*" list "* ]] ||
+    die "ROWS: get and list read the orders the create row writes; put create before them" ;;
+esac
 
 # server_of REVISION: builds that revision's server in a worktree of its own (one target
 # directory for all, so dependencies build once) and prints where its binary is.
