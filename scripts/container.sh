@@ -233,9 +233,8 @@ stop_under_load() {
   local ctr="$1" orders="$2" log="$WORK/stop-under-load.log" before load i status=0 code result failed sent stopped
   before="$(orders_created)"
   # Through a pool of idle connections, as an HTTP client library keeps them: a draining
-  # service closes each connection after its answer (Connection: close), and the pool hands out
-  # only connections still open, where the client's default, one connection per worker kept
-  # for the whole run, sends its next request on the closed one and counts a failure.
+  # service closes each connection after its answer (Connection: close), and the next request
+  # goes out on another.
   "$ROOT/scripts/stress.sh" "$orders" 50 --max-idle 50 >"$log" 2>&1 &
   load=$!
   for ((i = 0; i < 1200; i++)); do

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{
-    HeaderMap, HeaderValue, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HOST,
+    HeaderMap, HeaderValue, ACCEPT_ENCODING, AUTHORIZATION, CONNECTION, CONTENT_ENCODING,
+    CONTENT_TYPE, HOST,
 };
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -338,13 +339,22 @@ impl Session {
             .map_err(|_| Cause::Connection)?;
         let status = response.status();
         let encoding = response.headers().get(CONTENT_ENCODING).cloned();
+        // A server that says `Connection: close` (a draining one does) closes the connection
+        // after this answer: a client must not send on it again, or its next request fails
+        // without ever reaching the server.
+        let closing = response
+            .headers()
+            .get(CONNECTION)
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"close"));
         let body = response
             .into_body()
             .collect()
             .await
             .map_err(|_| Cause::Connection)?
             .to_bytes();
-        if let Some(idle) = &target.idle {
+        if closing {
+            self.sender = None;
+        } else if let Some(idle) = &target.idle {
             if let Some(sender) = self.sender.take() {
                 idle.give_back(sender);
             }
@@ -438,6 +448,50 @@ mod tests {
             as_sent(Some("br"), Bytes::from_static(plain)),
             Err(Cause::Other)
         );
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_says_it_closes_is_not_sent_on_again() {
+        // A server that answers every request with `Connection: close`, as a draining one
+        // does, and then closes: each request must go out on a connection of its own.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut accepted = 0;
+            for stream in listener.incoming().take(3) {
+                let mut stream = stream.unwrap();
+                accepted += 1;
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    std::io::Read::read_exact(&mut stream, &mut byte).unwrap();
+                    head.push(byte[0]);
+                }
+                std::io::Write::write_all(
+                    &mut stream,
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .unwrap();
+            }
+            accepted
+        });
+        let api = Api::new(
+            &format!("http://{address}"),
+            None,
+            None,
+            Duration::from_secs(5),
+            None,
+        )
+        .unwrap();
+        let mut session = api.session();
+        for n in 1..=3 {
+            assert_eq!(
+                session.send(&Request::ListEvents, n).await,
+                Ok(None),
+                "request {n}"
+            );
+        }
+        assert_eq!(server.join().unwrap(), 3, "one connection per request");
     }
 
     #[test]
