@@ -12,6 +12,8 @@ use actix::{
 };
 use diesel_async::AsyncPgConnection;
 use futures_util::FutureExt;
+use opentelemetry::trace::{Link, Span, SpanKind, TraceContextExt};
+use opentelemetry::KeyValue;
 use tokio::sync::oneshot;
 
 use super::messages::{
@@ -22,6 +24,7 @@ use super::Relay;
 use crate::db::{self, Created, EventPage, OrderPage, Pool, StoreError};
 use crate::domain::{CreateRequest, DeliveryReport, Order, StatusChange};
 use crate::metrics;
+use crate::traces::{self, SdkSpan, TraceContext, Traces};
 
 /// Most orders written in one transaction. Batches travel as one array per column, so no
 /// bind-parameter limit applies; the cap bounds what one batch costs its requests: each waits
@@ -46,6 +49,8 @@ pub enum ExecutorError {
 struct PendingCreate {
     request: CreateRequest,
     reply: oneshot::Sender<Result<Created, ExecutorError>>,
+    /// The request's trace, when it is sampled.
+    trace: Option<TraceContext>,
 }
 
 /// Runs queries for the messages it receives, each on a pooled connection.
@@ -66,6 +71,8 @@ pub struct DbExecutor {
     restarts: Arc<AtomicU64>,
     pending: VecDeque<PendingCreate>,
     flushing: bool,
+    /// The tracer of sampled requests' messages; none when traces are off.
+    pub(super) traces: Option<Traces>,
 }
 
 impl DbExecutor {
@@ -75,6 +82,7 @@ impl DbExecutor {
         ping_timeout: Duration,
         relay: Relay,
         restarts: Arc<AtomicU64>,
+        traces: Option<Traces>,
     ) -> Self {
         Self {
             index,
@@ -84,6 +92,7 @@ impl DbExecutor {
             restarts,
             pending: VecDeque::new(),
             flushing: false,
+            traces,
         }
     }
 
@@ -138,14 +147,25 @@ impl DbExecutor {
         if size == 0 {
             return;
         }
+        let mut traced = Vec::new();
         let (requests, replies): (Vec<_>, Vec<_>) = self
             .pending
             .drain(..size)
-            .map(|p| (p.request, p.reply))
+            .map(|p| {
+                traced.extend(p.trace);
+                (p.request, p.reply)
+            })
             .unzip();
+        let batch = self
+            .traces
+            .as_ref()
+            .and_then(|traces| batch_span(traces, &traced, requests.len()));
         let (pool, relay) = (self.pool.clone(), self.relay.clone());
         let job = async move {
             let results = store_batch(&pool, &requests, &relay).await;
+            if let Some(mut batch) = batch {
+                batch.end();
+            }
             let created = results
                 .iter()
                 .filter(|result| matches!(result, Ok(Created::New(_))))
@@ -163,6 +183,37 @@ impl DbExecutor {
             }
         }));
     }
+}
+
+/// The span of a batch transaction that serves the sampled requests `traced` (of `orders` in
+/// all), linked to each of them and each of them to it. It belongs to the trace of the first:
+/// started as a root, it would be sampled on its own, and at a low ratio most sampled requests
+/// would link to a batch that was never recorded.
+fn batch_span(traces: &Traces, traced: &[TraceContext], orders: usize) -> Option<SdkSpan> {
+    let first = traced.first()?;
+    let links = traced
+        .iter()
+        .map(|request| Link::with_context(request.span().span_context().clone()))
+        .collect();
+    let batch = traces.build(
+        traces
+            .builder("order batch")
+            .with_kind(SpanKind::Internal)
+            .with_links(links)
+            .with_attributes([
+                KeyValue::new("db.system.name", "postgresql"),
+                KeyValue::new("db.operation.name", "INSERT"),
+                KeyValue::new("db.collection.name", "orders"),
+                KeyValue::new("db.operation.batch.size", orders as i64),
+            ]),
+        first,
+    );
+    for request in traced {
+        request
+            .span()
+            .add_link(batch.span_context().clone(), Vec::new());
+    }
+    Some(batch)
 }
 
 /// Writes a batch in one transaction. If that fails for any reason but an unreachable
@@ -302,7 +353,17 @@ impl Handler<CreateOrder> for DbExecutor {
         ctx: &mut Context<Self>,
     ) -> Self::Result {
         let (reply, answer) = oneshot::channel();
-        self.pending.push_back(PendingCreate { request, reply });
+        // The context the mailbox made current (`Queued`): the request's.
+        let trace = self
+            .traces
+            .as_ref()
+            .map(|_| TraceContext::current())
+            .filter(traces::sampled);
+        self.pending.push_back(PendingCreate {
+            request,
+            reply,
+            trace,
+        });
         if !self.flushing {
             self.flush(ctx);
         }

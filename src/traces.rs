@@ -1,0 +1,259 @@
+//! OpenTelemetry traces: the tracer the layers start their spans with, exporting over
+//! OTLP/HTTP in batches from a thread of its own, and the W3C Trace Context headers.
+//!
+//! Off unless an OTLP endpoint is configured. Then no `Traces` exists, and each layer's only
+//! cost is the test of an `Option` it holds: no span, context or allocation is made. Spans are
+//! started from explicit parents (`Context`s carried by the messages), so nothing here reads or
+//! sets OpenTelemetry's thread-local current context.
+//!
+//! Export never blocks a request: ended spans go to the SDK's bounded queue, and a thread sends
+//! them. A span whose export failed is counted in `/metrics` and forgotten.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::{SpanBuilder, SpanKind, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData,
+    SpanExporter,
+};
+use opentelemetry_sdk::Resource;
+
+use crate::metrics;
+
+pub use opentelemetry::Context as TraceContext;
+pub use opentelemetry_sdk::trace::Span as SdkSpan;
+
+/// How long one export may take; the spans of one that takes longer are dropped.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where and how traces go: the `OTEL_*` variables, read by `config`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceSettings {
+    /// The URL spans are POSTed to (`…/v1/traces`).
+    pub endpoint: String,
+    pub protocol: TraceProtocol,
+    pub sampling: Sampling,
+    pub service_name: String,
+    pub resource_attributes: Vec<(String, String)>,
+    /// How long ended spans may wait before they are sent (`OTEL_BSP_SCHEDULE_DELAY`).
+    pub export_delay: Duration,
+}
+
+/// OTLP over HTTP, in one of its two encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceProtocol {
+    Protobuf,
+    Json,
+}
+
+/// Which traces are recorded (`OTEL_TRACES_SAMPLER`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sampling {
+    Always,
+    Never,
+    /// This share of traces, chosen by trace id.
+    Ratio(f64),
+    /// As the caller's `traceparent` says when there is one, else as the inner rule says.
+    ParentOr(Box<Sampling>),
+}
+
+impl Sampling {
+    fn sampler(&self) -> Sampler {
+        match self {
+            Self::Always => Sampler::AlwaysOn,
+            Self::Never => Sampler::AlwaysOff,
+            Self::Ratio(ratio) => Sampler::TraceIdRatioBased(*ratio),
+            Self::ParentOr(root) => Sampler::ParentBased(Box::new(root.sampler())),
+        }
+    }
+}
+
+/// Why traces could not be started.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the OTLP trace exporter: {0}")]
+pub struct TracesError(String);
+
+/// The tracer of the instance. Cheap to clone (one reference count): the layers that trace
+/// hold one each, and the HTTP layer one per request.
+#[derive(Clone)]
+pub struct Traces(Arc<Tracing>);
+
+struct Tracing {
+    tracer: SdkTracer,
+    provider: SdkTracerProvider,
+    propagator: TraceContextPropagator,
+}
+
+impl fmt::Debug for Traces {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Traces")
+    }
+}
+
+impl Traces {
+    /// Starts the exporting thread and the tracer.
+    pub fn start(settings: &TraceSettings) -> Result<Self, TracesError> {
+        let protocol = match settings.protocol {
+            TraceProtocol::Protobuf => Protocol::HttpBinary,
+            TraceProtocol::Json => Protocol::HttpJson,
+        };
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_http_client(BlockingClient::new()?)
+            .with_endpoint(&settings.endpoint)
+            .with_protocol(protocol)
+            .with_timeout(EXPORT_TIMEOUT)
+            .build()
+            .map_err(|e| TracesError(e.to_string()))?;
+        let resource = Resource::builder_empty()
+            .with_service_name(settings.service_name.clone())
+            .with_attributes(
+                settings
+                    .resource_attributes
+                    .iter()
+                    .map(|(key, value)| KeyValue::new(key.clone(), value.clone())),
+            )
+            .build();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(
+                BatchSpanProcessor::builder(Counted(exporter))
+                    .with_batch_config(
+                        BatchConfigBuilder::default()
+                            .with_scheduled_delay(settings.export_delay)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .with_sampler(settings.sampling.sampler())
+            .with_resource(resource)
+            .build();
+        Ok(Self(Arc::new(Tracing {
+            tracer: provider.tracer("order-service"),
+            provider,
+            propagator: TraceContextPropagator::new(),
+        })))
+    }
+
+    /// The context a request's `traceparent` and `tracestate` headers describe (empty when it
+    /// has none, or a malformed one: the request then starts a trace).
+    pub fn extract(&self, headers: &actix_web::http::header::HeaderMap) -> Context {
+        self.0.propagator.extract(&Headers(headers))
+    }
+
+    /// Starts a span of `kind` named `name` under `parent`.
+    pub fn span(&self, name: &'static str, kind: SpanKind, parent: &Context) -> SdkSpan {
+        self.0
+            .tracer
+            .span_builder(name)
+            .with_kind(kind)
+            .start_with_context(&self.0.tracer, parent)
+    }
+
+    /// Starts the span `builder` describes under `parent`.
+    pub fn build(&self, builder: SpanBuilder, parent: &Context) -> SdkSpan {
+        builder.start_with_context(&self.0.tracer, parent)
+    }
+
+    /// A span builder named `name`, for spans with links or a start time of their own.
+    pub fn builder(&self, name: &'static str) -> SpanBuilder {
+        self.0.tracer.span_builder(name)
+    }
+
+    /// Exports what is queued, waiting for it; for shutdown.
+    pub fn flush(&self) {
+        if let Err(e) = self.0.provider.force_flush() {
+            log::warn!("traces: the last spans were not exported: {e}");
+        }
+    }
+}
+
+/// The context of `span` under `parent`, as messages carry it.
+pub fn context_of(parent: &Context, span: SdkSpan) -> Context {
+    parent.with_span(span)
+}
+
+/// Whether `context` belongs to a sampled trace: only those are worth carrying.
+pub fn sampled(context: &Context) -> bool {
+    context.span().span_context().is_sampled()
+}
+
+struct Headers<'a>(&'a actix_web::http::header::HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|name| name.as_str()).collect()
+    }
+}
+
+/// The exporter, counting the spans of every export that failed.
+#[derive(Debug)]
+struct Counted<E>(E);
+
+impl<E: SpanExporter> SpanExporter for Counted<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len();
+        let exported = self.0.export(batch).await;
+        if exported.is_err() {
+            metrics::trace_spans_dropped(spans);
+        }
+        exported
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource);
+    }
+}
+
+/// The exporter's HTTP client: reqwest's blocking one, on the TLS the service links already.
+/// The SDK exports from a thread of its own, where blocking is what is wanted.
+#[derive(Debug)]
+struct BlockingClient(reqwest::blocking::Client);
+
+impl BlockingClient {
+    /// Built on a thread of its own: reqwest's blocking client refuses to start inside an
+    /// async runtime, where the service starts.
+    fn new() -> Result<Self, TracesError> {
+        std::thread::spawn(|| {
+            reqwest::blocking::Client::builder()
+                .timeout(EXPORT_TIMEOUT)
+                .build()
+        })
+        .join()
+        .map_err(|_| TracesError("building the HTTP client panicked".into()))?
+        .map(Self)
+        .map_err(|e| TracesError(e.to_string()))
+    }
+}
+
+#[async_trait::async_trait]
+impl HttpClient for BlockingClient {
+    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        let request = reqwest::blocking::Request::try_from(request)?;
+        let response = self.0.execute(request)?;
+        let mut answer = Response::builder().status(response.status().as_u16());
+        for (name, value) in response.headers() {
+            answer = answer.header(name.as_str(), value.as_bytes());
+        }
+        Ok(answer.body(response.bytes()?)?)
+    }
+}
