@@ -53,7 +53,7 @@ fn db_path(c: &mut Criterion) {
     config.pool.min_idle = 1;
     let executors = Executors::default();
     let executor = system.block_on(async {
-        let pool = Pool::build(&database, &config.pool);
+        let pool = Pool::build(&database, &config.pool, None);
         let (relay, _) = Relay::start(
             pool.clone(),
             tokio::sync::watch::Sender::new(()),

@@ -122,6 +122,7 @@ impl Components {
     /// event listener and, with webhooks, the dispatcher.
     async fn start(config: &Config) -> Result<Self, StartupError> {
         let applied = run_migrations(&config.database).await?;
+        let traces = config.traces.as_ref().map(Traces::start).transpose()?;
         log::info!("database ready ({applied} migration(s) applied)");
         // Background work (the NOTIFY to other instances, the hourly purge) has an executor
         // and a connection of its own on this thread, beside the workers' shares of the pool.
@@ -132,6 +133,7 @@ impl Components {
                 min_idle: 0,
                 ..config.pool.clone()
             },
+            None,
         );
         let (events_committed, events) = watch::channel(());
         let (relay, handoffs) = Relay::start(
@@ -139,7 +141,6 @@ impl Components {
             events_committed.clone(),
             config.webhooks.as_ref(),
         );
-        let traces = config.traces.as_ref().map(Traces::start).transpose()?;
         let executors = web::Data::new(Executors::traced(traces.clone()));
         let purger = executors.start(background, config.ping_timeout, relay.clone());
         actix_web::rt::spawn(purge_expired(purger, config.events_retention));
@@ -188,7 +189,7 @@ fn serve(
     let server = HttpServer::new(move || {
         let worker = next_worker.fetch_add(1, Ordering::Relaxed) % workers;
         let executor = web::Data::new(executors.start(
-            Pool::build(&database, &pool.share(worker, workers)),
+            Pool::build(&database, &pool.share(worker, workers), traces.as_ref()),
             ping_timeout,
             relay.clone(),
         ));

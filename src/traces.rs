@@ -9,6 +9,7 @@
 //! Export never blocks a request: ended spans go to the SDK's bounded queue, and a thread sends
 //! them. A span whose export failed is counted in `/metrics` and forgotten.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,7 +150,12 @@ impl Traces {
     }
 
     /// Starts a span of `kind` named `name` under `parent`.
-    pub fn span(&self, name: &'static str, kind: SpanKind, parent: &Context) -> SdkSpan {
+    pub fn span(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        kind: SpanKind,
+        parent: &Context,
+    ) -> SdkSpan {
         self.0
             .tracer
             .span_builder(name)

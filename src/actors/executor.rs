@@ -12,7 +12,7 @@ use actix::{
 };
 use diesel_async::AsyncPgConnection;
 use futures_util::FutureExt;
-use opentelemetry::trace::{Link, Span, SpanKind, TraceContextExt};
+use opentelemetry::trace::{FutureExt as _, Link, Span, SpanKind, TraceContextExt};
 use opentelemetry::KeyValue;
 use tokio::sync::oneshot;
 
@@ -24,7 +24,7 @@ use super::Relay;
 use crate::db::{self, Created, EventPage, OrderPage, Pool, StoreError};
 use crate::domain::{CreateRequest, DeliveryReport, Order, StatusChange};
 use crate::metrics;
-use crate::traces::{self, SdkSpan, TraceContext, Traces};
+use crate::traces::{self, TraceContext, Traces};
 
 /// Most orders written in one transaction. Batches travel as one array per column, so no
 /// bind-parameter limit applies; the cap bounds what one batch costs its requests: each waits
@@ -123,11 +123,16 @@ impl DbExecutor {
         F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, StoreError> + 'static,
     {
         let (pool, index, executor) = (self.pool.clone(), self.index, ctx.address());
+        // The context the mailbox made current (`Queued`), for the statements' spans.
+        let trace = self.trace();
         let job = async move {
             let mut conn = pool.get().await?;
-            work(&mut conn)
-                .await
-                .map_err(|e| e.on_connection(&mut conn))
+            let work = work(&mut conn);
+            let done = match trace {
+                Some(trace) => work.with_context(trace).await,
+                None => work.await,
+            };
+            done.map_err(|e| e.on_connection(&mut conn))
         };
         Box::pin(async move {
             match AssertUnwindSafe(job).catch_unwind().await {
@@ -138,6 +143,15 @@ impl DbExecutor {
                 }
             }
         })
+    }
+
+    /// The trace of the message being handled, when traces are on and it is sampled: the
+    /// context the mailbox made current (`Queued`), the request's.
+    fn trace(&self) -> Option<TraceContext> {
+        self.traces
+            .as_ref()
+            .map(|_| TraceContext::current())
+            .filter(traces::sampled)
     }
 
     /// Writes the next batch of waiting creates, then the next, until none wait.
@@ -162,9 +176,17 @@ impl DbExecutor {
             .and_then(|traces| batch_span(traces, &traced, requests.len()));
         let (pool, relay) = (self.pool.clone(), self.relay.clone());
         let job = async move {
-            let results = store_batch(&pool, &requests, &relay).await;
-            if let Some(mut batch) = batch {
-                batch.end();
+            let results = match &batch {
+                // The batch's statements are its children.
+                Some(batch) => {
+                    store_batch(&pool, &requests, &relay)
+                        .with_context(batch.clone())
+                        .await
+                }
+                None => store_batch(&pool, &requests, &relay).await,
+            };
+            if let Some(batch) = batch {
+                batch.span().end();
             }
             let created = results
                 .iter()
@@ -189,7 +211,7 @@ impl DbExecutor {
 /// all), linked to each of them and each of them to it. It belongs to the trace of the first:
 /// started as a root, it would be sampled on its own, and at a low ratio most sampled requests
 /// would link to a batch that was never recorded.
-fn batch_span(traces: &Traces, traced: &[TraceContext], orders: usize) -> Option<SdkSpan> {
+fn batch_span(traces: &Traces, traced: &[TraceContext], orders: usize) -> Option<TraceContext> {
     let first = traced.first()?;
     let links = traced
         .iter()
@@ -213,7 +235,7 @@ fn batch_span(traces: &Traces, traced: &[TraceContext], orders: usize) -> Option
             .span()
             .add_link(batch.span_context().clone(), Vec::new());
     }
-    Some(batch)
+    Some(traces::context_of(first, batch))
 }
 
 /// Writes a batch in one transaction. If that fails for any reason but an unreachable
@@ -353,12 +375,7 @@ impl Handler<CreateOrder> for DbExecutor {
         ctx: &mut Context<Self>,
     ) -> Self::Result {
         let (reply, answer) = oneshot::channel();
-        // The context the mailbox made current (`Queued`): the request's.
-        let trace = self
-            .traces
-            .as_ref()
-            .map(|_| TraceContext::current())
-            .filter(traces::sampled);
+        let trace = self.trace();
         self.pending.push_back(PendingCreate {
             request,
             reply,
@@ -524,7 +541,7 @@ mod tests {
             connection_timeout: Duration::from_secs(5),
         };
         let options = ConnectOptions::parse(&url).expect("TEST_DATABASE_URL is a PostgreSQL URL");
-        Pool::build(&options, &settings)
+        Pool::build(&options, &settings, None)
     }
 
     #[actix_rt::test]

@@ -79,6 +79,24 @@ async fn a_create_continues_the_clients_trace_and_its_batch_is_linked_both_ways(
     );
     let waited = named(&spans, trace_id, "executor wait").expect("the mailbox wait is a span");
     assert_eq!(waited.parent_span_id, create.span_id);
+    let statements: Vec<&str> = spans
+        .iter()
+        .filter(|span| span.parent_span_id == batch.span_id)
+        .map(|span| span.name.as_str())
+        .collect();
+    assert_eq!(
+        statements,
+        ["BEGIN", "INSERT orders", "COMMIT"],
+        "the batch's statements, in order"
+    );
+    let insert = spans
+        .iter()
+        .find(|span| span.name == "INSERT orders")
+        .unwrap();
+    assert_eq!(insert.kind, SpanKind::Client);
+    assert_eq!(insert.attribute("db.system.name"), Some("postgresql"));
+    assert_eq!(insert.attribute("db.operation.name"), Some("INSERT"));
+    assert_eq!(insert.attribute("db.collection.name"), Some("orders"));
 
     let order = seed_order();
     let private = [&order["customer_name"], &order["customer_email"]].map(|v| v.as_str().unwrap());
