@@ -28,7 +28,11 @@ fn bench_order() -> CreateRequest {
         Ok(items.into_iter()),
     )
     .expect("valid order");
-    CreateRequest { order, key: None }
+    CreateRequest {
+        order,
+        key: None,
+        traceparent: None,
+    }
 }
 
 fn database() -> Option<ConnectOptions> {

@@ -151,7 +151,7 @@ impl Components {
             .clone()
             .zip(handoffs)
             .and_then(|(settings, handoffs)| {
-                start_dispatcher(config.database.clone(), settings, handoffs)
+                start_dispatcher(config.database.clone(), settings, handoffs, traces.clone())
             });
         Ok(Self {
             executors,

@@ -149,6 +149,11 @@ impl Traces {
         self.0.propagator.extract(&Headers(headers))
     }
 
+    /// The context a stored `traceparent` describes, to continue its trace.
+    pub fn continued(&self, traceparent: &str) -> Context {
+        self.0.propagator.extract(&Stored(traceparent))
+    }
+
     /// Starts a span of `kind` named `name` under `parent`.
     pub fn span(
         &self,
@@ -186,9 +191,34 @@ pub fn context_of(parent: &Context, span: SdkSpan) -> Context {
     parent.with_span(span)
 }
 
+/// The W3C `traceparent` of the span of `context`, as a header would carry it.
+pub fn traceparent(context: &Context) -> String {
+    let span = context.span();
+    let span = span.span_context();
+    format!(
+        "00-{}-{}-{:02x}",
+        span.trace_id(),
+        span.span_id(),
+        span.trace_flags().to_u8()
+    )
+}
+
 /// Whether `context` belongs to a sampled trace: only those are worth carrying.
 pub fn sampled(context: &Context) -> bool {
     context.span().span_context().is_sampled()
+}
+
+/// A `traceparent` stored with an event, as the only header of a request.
+struct Stored<'a>(&'a str);
+
+impl Extractor for Stored<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key == "traceparent").then_some(self.0)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent"]
+    }
 }
 
 struct Headers<'a>(&'a actix_web::http::header::HeaderMap);

@@ -312,7 +312,7 @@ async fn insert(
     relay: &Relay,
 ) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
     let batch = db::insert_orders(conn, requests, &relay.delivery_rows()).await?;
-    relay.created(&batch);
+    relay.created(&batch, requests);
     Ok(batch.outcomes)
 }
 
@@ -371,11 +371,12 @@ impl Handler<CreateOrder> for DbExecutor {
 
     fn handle(
         &mut self,
-        CreateOrder(request): CreateOrder,
+        CreateOrder(mut request): CreateOrder,
         ctx: &mut Context<Self>,
     ) -> Self::Result {
         let (reply, answer) = oneshot::channel();
         let trace = self.trace();
+        request.traceparent = trace.as_ref().map(traces::traceparent);
         self.pending.push_back(PendingCreate {
             request,
             reply,
@@ -425,10 +426,17 @@ impl Handler<ChangeStatus> for DbExecutor {
         ctx: &mut Context<Self>,
     ) -> Self::Result {
         let relay = self.relay.clone();
+        let traceparent = self.trace().as_ref().map(traces::traceparent);
         self.run(ctx, async move |conn| {
-            let changed =
-                db::change_status(conn, id, to, precondition.as_ref(), &relay.delivery_rows())
-                    .await?;
+            let changed = db::change_status(
+                conn,
+                id,
+                to,
+                precondition.as_ref(),
+                traceparent.as_deref(),
+                &relay.delivery_rows(),
+            )
+            .await?;
             // Once committed: a rolled-back change did not happen.
             if let Some(moved) = changed.moved {
                 metrics::status_changed(moved.event.from, moved.event.to);

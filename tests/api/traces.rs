@@ -1,8 +1,13 @@
 //! OpenTelemetry traces as a collector receives them: a client's trace continues through the
-//! request and the batch transaction that served it; an unreachable collector costs spans,
-//! never requests.
+//! request and the batch transaction that served it into the webhooks it causes; an
+//! unreachable collector costs spans, never requests.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use diesel_async::{AsyncConnection, RunQueryDsl};
+use order_service::actors::WebhookSettings;
+use order_service::domain::{RetrySchedule, WebhookSecret};
 use reqwest::Response;
 use serde_json::Value;
 
@@ -265,4 +270,132 @@ async fn with_traces_off_the_access_line_names_no_trace() {
     let lines = logged(&format!("request_id={request_id}"));
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(!lines[0].1.contains("trace_id"), "{lines:?}");
+}
+
+/// What a webhook receiver got: per request, its `webhook-id` and `traceparent`.
+type Hooks = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+/// A receiver that refuses the first attempt of every event and takes the second, so that
+/// each event is sent once from the handoff and once from a claim.
+fn refusing_once(hooks: Hooks) -> String {
+    let receiver = actix_web::HttpServer::new(move || {
+        let hooks = hooks.clone();
+        actix_web::App::new().default_service(actix_web::web::to(
+            move |request: actix_web::HttpRequest| {
+                let hooks = hooks.clone();
+                async move {
+                    let header = |name| {
+                        request
+                            .headers()
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                    };
+                    let id = header("webhook-id").unwrap_or_default();
+                    let mut hooks = hooks.lock().unwrap();
+                    let first = !hooks.iter().any(|(seen, _)| *seen == id);
+                    hooks.push((id, header("traceparent")));
+                    if first {
+                        actix_web::HttpResponse::ServiceUnavailable().finish()
+                    } else {
+                        actix_web::HttpResponse::NoContent().finish()
+                    }
+                }
+            },
+        ))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let url = format!("http://{}/hooks", receiver.addrs()[0]);
+    actix_web::rt::spawn(receiver.run());
+    url
+}
+
+#[actix_web::test]
+async fn the_webhooks_of_a_traced_create_and_status_change_continue_their_requests_traces() {
+    let collector = Collector::start().await;
+    let hooks = Hooks::default();
+    let url = refusing_once(hooks.clone());
+    let app = spawn_app_with(|c| {
+        c.traces = Some(collector.settings());
+        c.webhooks = Some(WebhookSettings {
+            urls: vec![url],
+            secret: WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap(),
+            timeout: Duration::from_secs(10),
+            retries: RetrySchedule::parse("50ms").unwrap(),
+        });
+    })
+    .await;
+    let (created, changed) = (
+        "6bf92f3577b34da6a3ce929d0e0e4736",
+        "7bf92f3577b34da6a3ce929d0e0e4736",
+    );
+    let parent = "20f067aa0ba902b7";
+
+    let order: Value = create_traced(&app, created, parent)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let moved = app
+        .client
+        .put(app.url(&format!("/api/v1/orders/{}/status", order["id"])))
+        .header("traceparent", traceparent(changed, parent))
+        .json(&serde_json::json!({"status": "processing"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 200);
+
+    // Two events, each sent twice: from the handoff, then, refused, from a claim.
+    for _ in 0..1500 {
+        if hooks.lock().unwrap().len() >= 4 {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let received = hooks.lock().unwrap().clone();
+    assert_eq!(received.len(), 4, "{received:?}");
+    collector
+        .wait_for("the four attempts' spans", |spans| {
+            spans.iter().filter(|span| span.name == "POST").count() == 4
+        })
+        .await;
+    let spans = collector.spans();
+    for (trace, request) in [
+        (created, CREATE),
+        (changed, "PUT /api/v1/orders/{id}/status"),
+    ] {
+        let request = named(&spans, trace, request).expect("the request's span");
+        let attempts: Vec<&ReceivedSpan> = spans
+            .iter()
+            .filter(|span| span.trace_id == trace && span.name == "POST")
+            .collect();
+        assert_eq!(attempts.len(), 2, "both attempts are spans of {trace}");
+        for attempt in attempts {
+            assert_eq!(attempt.kind, SpanKind::Client);
+            assert_eq!(
+                attempt.parent_span_id, request.span_id,
+                "an attempt continues the request that made the change"
+            );
+            let sent = traceparent(trace, &attempt.span_id);
+            assert!(
+                received
+                    .iter()
+                    .any(|(_, header)| header.as_deref() == Some(&sent)),
+                "the receiver got traceparent {sent}: {received:?}"
+            );
+        }
+    }
+    let statuses: Vec<Option<&str>> = spans
+        .iter()
+        .filter(|span| span.name == "POST")
+        .map(|span| span.attribute("http.response.status_code"))
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == Some("503")).count(),
+        2,
+        "{statuses:?}"
+    );
 }
