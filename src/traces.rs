@@ -2,9 +2,14 @@
 //! OTLP/HTTP in batches from a thread of its own, and the W3C Trace Context headers.
 //!
 //! Off unless an OTLP endpoint is configured. Then no `Traces` exists, and each layer's only
-//! cost is the test of an `Option` it holds: no span, context or allocation is made. Spans are
-//! started from explicit parents (`Context`s carried by the messages), so nothing here reads or
-//! sets OpenTelemetry's thread-local current context.
+//! cost is the test of an `Option` (or a flag) it holds: no span, context or allocation is made,
+//! and no connection is instrumented.
+//!
+//! With traces on, a request's span travels as OpenTelemetry's current context: the HTTP layer
+//! makes it current while the request's handler runs, a message carries it to the executor,
+//! which makes it current again while the message's queries run (`actors::Executor`), and the
+//! statements' spans take it as their parent (`db::statements`). Events keep a sampled request's
+//! `traceparent`, and their webhooks continue it.
 //!
 //! Export never blocks a request: ended spans go to the SDK's bounded queue, and a thread sends
 //! them. A span whose export failed is counted in `/metrics` and forgotten.
