@@ -105,7 +105,8 @@ impl Series {
             .expect("valid metric"),
             trace_spans_dropped: IntCounter::new(
                 "ordersvc_trace_spans_dropped_total",
-                "Spans that were not exported: their export to the OTLP endpoint failed",
+                "Spans that were not exported: their export to the OTLP endpoint failed, or 2048 spans \
+                 already waited for export",
             )
             .expect("valid metric"),
             registry,

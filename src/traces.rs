@@ -12,10 +12,12 @@
 //! `traceparent`, and their webhooks continue it.
 //!
 //! Export never blocks a request: ended spans go to the SDK's bounded queue, and a thread sends
-//! them. A span whose export failed is counted in `/metrics` and forgotten.
+//! them. A span whose export failed, or that found the queue full, is counted in `/metrics` and
+//! forgotten.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +30,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData,
-    SpanExporter,
+    SpanExporter, SpanProcessor,
 };
 use opentelemetry_sdk::Resource;
 
@@ -39,6 +41,9 @@ pub use opentelemetry_sdk::trace::Span as SdkSpan;
 
 /// How long one export may take; the spans of one that takes longer are dropped.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Spans ended and not yet through an export, at most; more are dropped, and counted. The
+/// SDK's queue has this room too, so it never overflows (it would drop spans without a count).
+const MAX_PENDING: usize = 2048;
 
 /// Where and how traces go: the `OTEL_*` variables, read by `config`.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,16 +133,20 @@ impl Traces {
                     .map(|(key, value)| KeyValue::new(key.clone(), value.clone())),
             )
             .build();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let batches = BatchSpanProcessor::builder(Counted {
+            exporter,
+            pending: Arc::clone(&pending),
+        })
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_scheduled_delay(settings.export_delay)
+                .with_max_queue_size(MAX_PENDING)
+                .build(),
+        )
+        .build();
         let provider = SdkTracerProvider::builder()
-            .with_span_processor(
-                BatchSpanProcessor::builder(Counted(exporter))
-                    .with_batch_config(
-                        BatchConfigBuilder::default()
-                            .with_scheduled_delay(settings.export_delay)
-                            .build(),
-                    )
-                    .build(),
-            )
+            .with_span_processor(Bounded { batches, pending })
             .with_sampler(settings.sampling.sampler())
             .with_resource(resource)
             .build();
@@ -238,30 +247,90 @@ impl Extractor for Headers<'_> {
     }
 }
 
-/// The exporter, counting the spans of every export that failed.
+/// The SDK's batching processor behind a bound of our own: a span that finds `MAX_PENDING`
+/// spans ahead of it is dropped and counted.
 #[derive(Debug)]
-struct Counted<E>(E);
+struct Bounded {
+    batches: BatchSpanProcessor,
+    /// Spans handed to `batches` whose export has not ended (`Counted` takes them off).
+    pending: Arc<AtomicUsize>,
+}
+
+impl SpanProcessor for Bounded {
+    fn on_start(&self, span: &mut SdkSpan, context: &Context) {
+        self.batches.on_start(span, context);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        if self.pending.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            metrics::trace_spans_dropped(1);
+            return;
+        }
+        self.batches.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.batches.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.batches.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.batches.set_resource(resource);
+    }
+}
+
+/// The exporter, taking each batch off the pending spans once its export has ended, and
+/// counting the spans of every export that failed.
+#[derive(Debug)]
+struct Counted<E> {
+    exporter: E,
+    pending: Arc<AtomicUsize>,
+}
 
 impl<E: SpanExporter> SpanExporter for Counted<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let spans = batch.len();
-        let exported = self.0.export(batch).await;
-        if exported.is_err() {
-            metrics::trace_spans_dropped(spans);
-        }
+        // Until exported, the batch's spans count as lost: an export abandoned midway (its
+        // future dropped) loses them too.
+        let mut ended = Ended {
+            spans: batch.len(),
+            exported: false,
+            pending: &self.pending,
+        };
+        let exported = self.exporter.export(batch).await;
+        ended.exported = exported.is_ok();
         exported
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
+        self.exporter.shutdown_with_timeout(timeout)
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.0.force_flush()
+        self.exporter.force_flush()
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.0.set_resource(resource);
+        self.exporter.set_resource(resource);
+    }
+}
+
+/// One export's spans, taken off the pending ones when it ends, however it ends.
+struct Ended<'a> {
+    spans: usize,
+    exported: bool,
+    pending: &'a AtomicUsize,
+}
+
+impl Drop for Ended<'_> {
+    fn drop(&mut self) {
+        self.pending.fetch_sub(self.spans, Ordering::Relaxed);
+        if !self.exported {
+            metrics::trace_spans_dropped(self.spans);
+        }
     }
 }
 
