@@ -367,3 +367,87 @@ impl HttpClient for BlockingClient {
         Ok(answer.body(response.bytes()?)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::sync::Mutex;
+
+    use opentelemetry::trace::{Span as _, Tracer as _};
+    use opentelemetry_sdk::error::OTelSdkError;
+
+    use super::*;
+    use crate::metrics::{render, PoolSnapshot, Snapshot};
+
+    /// A collector that is gone: its first export hangs until released, and every export fails.
+    #[derive(Debug)]
+    struct Gone(Mutex<Option<mpsc::Receiver<()>>>);
+
+    impl SpanExporter for Gone {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            let hanging = self.0.lock().unwrap().take();
+            if let Some(release) = hanging {
+                let _ = release.recv();
+            }
+            Err(OTelSdkError::InternalFailure("connection refused".into()))
+        }
+    }
+
+    fn dropped() -> u64 {
+        let text = render(&Snapshot {
+            pool: PoolSnapshot::default(),
+            mailbox_depths: vec![0],
+            executor_restarts: 0,
+        })
+        .unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix("ordersvc_trace_spans_dropped_total "))
+            .and_then(|value| value.parse().ok())
+            .expect("the counter is rendered")
+    }
+
+    #[test]
+    fn spans_beyond_the_bound_and_those_of_failed_exports_are_dropped_and_counted() {
+        let (release, hang) = mpsc::channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let batches = BatchSpanProcessor::builder(Counted {
+            exporter: Gone(Mutex::new(Some(hang))),
+            pending: Arc::clone(&pending),
+        })
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(MAX_PENDING)
+                .build(),
+        )
+        .build();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(Bounded {
+                batches,
+                pending: Arc::clone(&pending),
+            })
+            .build();
+        let tracer = provider.tracer("test");
+        let before = dropped();
+        let beyond = 100;
+
+        for _ in 0..MAX_PENDING + beyond {
+            tracer.start("request").end();
+        }
+
+        assert_eq!(
+            pending.load(Ordering::Relaxed),
+            MAX_PENDING,
+            "no export has ended: the bound is full"
+        );
+        assert_eq!(dropped() - before, beyond as u64, "the spans beyond it");
+        release.send(()).unwrap();
+        // Every export fails.
+        let _ = provider.force_flush();
+        assert_eq!(pending.load(Ordering::Relaxed), 0, "every export has ended");
+        assert_eq!(
+            dropped() - before,
+            (MAX_PENDING + beyond) as u64,
+            "and lost its spans"
+        );
+    }
+}
