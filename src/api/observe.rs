@@ -103,25 +103,30 @@ fn tag(mut response: HttpResponse, id: &RequestId) -> HttpResponse {
 fn server_span(traces: &Traces, req: &ServiceRequest, method: &'static str) -> TraceContext {
     let parent = traces.extract(req.headers());
     let mut span = traces.span(method, SpanKind::Server, &parent);
-    span.set_attribute(KeyValue::new("http.request.method", method));
-    span.set_attribute(KeyValue::new("url.path", req.path().to_owned()));
+    // An unsampled span keeps nothing: no attribute is made for it.
+    if span.is_recording() {
+        span.set_attribute(KeyValue::new("http.request.method", method));
+        span.set_attribute(KeyValue::new("url.path", req.path().to_owned()));
+    }
     traces::context_of(&parent, span)
 }
 
 /// Ends the request's span with what it came to; answers its trace id for the access log.
 fn end(span: TraceContext, method: &str, route: Option<&str>, status: StatusCode) -> TraceId {
     let span = span.span();
-    if let Some(route) = route {
-        span.update_name(format!("{method} {route}"));
-        span.set_attribute(KeyValue::new("http.route", route.to_owned()));
-    }
-    span.set_attribute(KeyValue::new(
-        "http.response.status_code",
-        i64::from(status.as_u16()),
-    ));
-    // A client's error is the client's: only 5xx mark the server span as failed.
-    if status.is_server_error() {
-        span.set_status(Status::error(status.as_str().to_owned()));
+    if span.is_recording() {
+        if let Some(route) = route {
+            span.update_name(format!("{method} {route}"));
+            span.set_attribute(KeyValue::new("http.route", route.to_owned()));
+        }
+        span.set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status.as_u16()),
+        ));
+        // A client's error is the client's: only 5xx mark the server span as failed.
+        if status.is_server_error() {
+            span.set_status(Status::error(status.as_str().to_owned()));
+        }
     }
     span.end();
     span.span_context().trace_id()

@@ -8,6 +8,7 @@ use std::time::Duration;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use order_service::actors::WebhookSettings;
 use order_service::domain::{RetrySchedule, WebhookSecret};
+use order_service::traces::{Sampling, TraceSettings};
 use reqwest::Response;
 use serde_json::Value;
 
@@ -398,4 +399,65 @@ async fn the_webhooks_of_a_traced_create_and_status_change_continue_their_reques
         2,
         "{statuses:?}"
     );
+}
+
+#[actix_web::test]
+async fn only_sampled_requests_make_spans_and_keep_their_trace_with_their_event() {
+    let collector = Collector::start().await;
+    let app = spawn_app_with(|c| {
+        c.traces = Some(TraceSettings {
+            sampling: Sampling::ParentOr(Box::new(Sampling::Never)),
+            ..collector.settings()
+        });
+    })
+    .await;
+    let (unsampled, sampled) = (
+        "8bf92f3577b34da6a3ce929d0e0e4736",
+        "9bf92f3577b34da6a3ce929d0e0e4736",
+    );
+    let parent = "30f067aa0ba902b7";
+
+    // No traceparent: a root, which this sampler never samples; then one the caller did not
+    // sample; then one it did.
+    assert_eq!(app.create_order(&seed_order()).await.status(), 201);
+    let declined = app
+        .client
+        .post(app.url("/api/v1/orders"))
+        .header("traceparent", format!("00-{unsampled}-{parent}-00"))
+        .json(&seed_order())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declined.status(), 201);
+    let request_id = declined.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(create_traced(&app, sampled, parent).await.status(), 201);
+
+    collector
+        .wait_for("the sampled create's batch", |spans| {
+            named(spans, sampled, CREATE).is_some_and(|create| batch_of(spans, create).is_some())
+        })
+        .await;
+    let traces: std::collections::BTreeSet<String> = collector
+        .spans()
+        .into_iter()
+        .map(|span| span.trace_id)
+        .collect();
+    assert_eq!(
+        traces.into_iter().collect::<Vec<_>>(),
+        [sampled],
+        "only the sampled request's trace has spans"
+    );
+    let lines = logged(&format!("request_id={request_id}"));
+    assert!(
+        lines[0].1.contains(&format!("trace_id={unsampled}")),
+        "an unsampled request's access line still names its trace: {lines:?}"
+    );
+    let kept = app
+        .db
+        .count("SELECT count(*) AS count FROM order_events WHERE traceparent IS NOT NULL")
+        .await;
+    assert_eq!(kept, 1, "only the sampled create's event keeps its trace");
 }
