@@ -28,7 +28,11 @@ fn bench_order() -> CreateRequest {
         Ok(items.into_iter()),
     )
     .expect("valid order");
-    CreateRequest { order, key: None }
+    CreateRequest {
+        order,
+        key: None,
+        traceparent: None,
+    }
 }
 
 fn database() -> Option<ConnectOptions> {
@@ -53,7 +57,7 @@ fn db_path(c: &mut Criterion) {
     config.pool.min_idle = 1;
     let executors = Executors::default();
     let executor = system.block_on(async {
-        let pool = Pool::build(&database, &config.pool);
+        let pool = Pool::build(&database, &config.pool, None);
         let (relay, _) = Relay::start(
             pool.clone(),
             tokio::sync::watch::Sender::new(()),

@@ -77,6 +77,7 @@ fn fingerprint(c: &mut Criterion) {
     let request = CreateRequest {
         order: parse(&STRESS_ITEMS),
         key: Some(IdempotencyKey::parse("order-2026-11-25-0001").expect("valid key")),
+        traceparent: None,
     };
     c.bench_function("idempotency fingerprint (SHA-256 of the order)", |b| {
         b.iter(|| black_box(&request).fingerprint())

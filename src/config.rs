@@ -11,6 +11,7 @@ use crate::actors::WebhookSettings;
 use crate::api::{ApiKeys, CorsOrigins};
 use crate::db::{ConnectOptions, ConnectOptionsError, PoolSettings};
 use crate::domain::{RetrySchedule, WebhookSecret};
+use crate::traces::{Sampling, TraceProtocol, TraceSettings};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -37,6 +38,8 @@ pub struct Config {
     pub events_retention: Duration,
     /// Webhook deliveries; none without `WEBHOOK_URLS`.
     pub webhooks: Option<WebhookSettings>,
+    /// OpenTelemetry traces; none without an OTLP endpoint, or with `OTEL_SDK_DISABLED=true`.
+    pub traces: Option<TraceSettings>,
 }
 
 /// A variable that is set but unusable; start-up stops and names it.
@@ -104,6 +107,7 @@ impl Config {
             shutdown_grace: env.duration("SHUTDOWN_GRACE", "5s")?,
             events_retention: env.duration("EVENTS_RETENTION", "7days")?,
             webhooks: webhooks(&env)?,
+            traces: traces(&env)?,
         })
     }
 }
@@ -172,6 +176,122 @@ fn webhook_secret(env: &Env<'_>) -> Result<Option<WebhookSecret>, ConfigError> {
             })
         })
         .transpose()
+}
+
+/// The OpenTelemetry SDK's own variables, as its specification defines them, for traces over
+/// OTLP/HTTP. Every one is checked even when traces are off, as the webhooks' are.
+fn traces(env: &Env<'_>) -> Result<Option<TraceSettings>, ConfigError> {
+    let disabled = env.parse("OTEL_SDK_DISABLED", false, |_| Ok(()))?;
+    // The signal's own URL is used as it is; the general one is a base the signal's path goes
+    // after.
+    let endpoint = match (
+        env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+    ) {
+        (Some(url), _) => Some(otlp_url(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url)?),
+        (None, Some(base)) => {
+            let base = otlp_url(env, "OTEL_EXPORTER_OTLP_ENDPOINT", base)?;
+            Some(format!("{}/v1/traces", base.trim_end_matches('/')))
+        }
+        (None, None) => None,
+    };
+    let protocol = match env
+        .get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        .as_deref()
+        .map(str::trim)
+    {
+        None | Some("http/protobuf") => TraceProtocol::Protobuf,
+        Some("http/json") => TraceProtocol::Json,
+        Some(_) => {
+            return Err(env.invalid(
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                "http/protobuf or http/json (gRPC is not built in)",
+            ))
+        }
+    };
+    let sampling = sampling(env)?;
+    let service_name = env
+        .get("OTEL_SERVICE_NAME")
+        .map_or_else(|| "order-service".to_owned(), |name| name.trim().to_owned());
+    let resource_attributes = resource_attributes(env)?;
+    // In milliseconds, as the specification has it.
+    let export_delay =
+        Duration::from_millis(env.parse("OTEL_BSP_SCHEDULE_DELAY", 5000, positive)?);
+    Ok(endpoint
+        .filter(|_| !disabled)
+        .map(|endpoint| TraceSettings {
+            endpoint,
+            protocol,
+            sampling,
+            service_name,
+            resource_attributes,
+            export_delay,
+        }))
+}
+
+/// An OTLP endpoint: an `http://` or `https://` URL with a host.
+fn otlp_url(env: &Env<'_>, var: &'static str, url: String) -> Result<String, ConfigError> {
+    let url = url.trim().to_owned();
+    let usable = url.parse::<Uri>().is_ok_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
+    });
+    if usable {
+        Ok(url)
+    } else {
+        Err(env.invalid(var, "not an http:// or https:// URL with a host"))
+    }
+}
+
+/// `OTEL_TRACES_SAMPLER` and its `OTEL_TRACES_SAMPLER_ARG`, the specification's names.
+fn sampling(env: &Env<'_>) -> Result<Sampling, ConfigError> {
+    let ratio = env.parse("OTEL_TRACES_SAMPLER_ARG", 1.0, |ratio: &f64| {
+        if (0.0..=1.0).contains(ratio) {
+            Ok(())
+        } else {
+            Err("a ratio from 0 to 1".into())
+        }
+    })?;
+    let sampler = env.get("OTEL_TRACES_SAMPLER");
+    Ok(
+        match sampler
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or("parentbased_always_on")
+        {
+            "always_on" => Sampling::Always,
+            "always_off" => Sampling::Never,
+            "traceidratio" => Sampling::Ratio(ratio),
+            "parentbased_always_on" => Sampling::ParentOr(Box::new(Sampling::Always)),
+            "parentbased_always_off" => Sampling::ParentOr(Box::new(Sampling::Never)),
+            "parentbased_traceidratio" => Sampling::ParentOr(Box::new(Sampling::Ratio(ratio))),
+            _ => {
+                return Err(env.invalid(
+                    "OTEL_TRACES_SAMPLER",
+                    "always_on, always_off, traceidratio, or parentbased_ and one of those",
+                ))
+            }
+        },
+    )
+}
+
+/// `OTEL_RESOURCE_ATTRIBUTES`: `key=value` pairs, comma-separated, values percent-encoded.
+fn resource_attributes(env: &Env<'_>) -> Result<Vec<(String, String)>, ConfigError> {
+    const VAR: &str = "OTEL_RESOURCE_ATTRIBUTES";
+    let raw = env.get(VAR).unwrap_or_default();
+    raw.split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair
+                .split_once('=')
+                .filter(|(key, _)| !key.trim().is_empty())
+                .ok_or_else(|| env.invalid(VAR, format!("{pair:?} is not key=value")))?;
+            let value = percent_encoding::percent_decode_str(value.trim())
+                .decode_utf8()
+                .map_err(|e| env.invalid(VAR, format!("{pair:?}: {e}")))?;
+            Ok((key.trim().to_owned(), value.into_owned()))
+        })
+        .collect()
 }
 
 fn positive<T: PartialOrd + Default>(n: &T) -> Result<(), String> {
@@ -451,6 +571,63 @@ mod tests {
     }
 
     #[test]
+    fn traces_are_off_without_an_endpoint_and_follow_the_otel_variables() {
+        assert_eq!(config(&[]).unwrap().traces, None, "off by default");
+        let base = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/");
+        let on = config(&[base])
+            .unwrap()
+            .traces
+            .expect("on with an endpoint");
+        assert_eq!(on.endpoint, "http://collector:4318/v1/traces");
+        assert_eq!(on.protocol, TraceProtocol::Protobuf);
+        assert_eq!(on.sampling, Sampling::ParentOr(Box::new(Sampling::Always)));
+        assert_eq!(on.service_name, "order-service");
+        assert_eq!(on.export_delay, Duration::from_secs(5));
+        assert_eq!(
+            config(&[base, ("OTEL_SDK_DISABLED", "true")])
+                .unwrap()
+                .traces,
+            None,
+            "the SDK's switch wins"
+        );
+
+        let full = config(&[
+            base,
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "https://otel.example.com/in",
+            ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_SERVICE_NAME", "orders-eu"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.01"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=prod, team=a%2Cb",
+            ),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+        ])
+        .unwrap()
+        .traces
+        .unwrap();
+        assert_eq!(
+            full,
+            TraceSettings {
+                endpoint: "https://otel.example.com/in".into(),
+                protocol: TraceProtocol::Json,
+                sampling: Sampling::ParentOr(Box::new(Sampling::Ratio(0.01))),
+                service_name: "orders-eu".into(),
+                resource_attributes: vec![
+                    ("deployment.environment".into(), "prod".into()),
+                    ("team".into(), "a,b".into()),
+                ],
+                export_delay: Duration::from_millis(200),
+            },
+            "the signal's own URL is used as it is"
+        );
+    }
+
+    #[test]
     fn a_bad_value_names_its_variable() {
         let cases = [
             ("PORT", "abc"),
@@ -465,6 +642,14 @@ mod tests {
             ("HTTP_REQUEST_TIMEOUT", "0s"),
             ("WEBHOOK_TIMEOUT", "never"),
             ("WEBHOOK_RETRY_SCHEDULE", "5s,,1m"),
+            ("OTEL_SDK_DISABLED", "yes"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "grpc://collector"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_TRACES_SAMPLER", "sometimes"),
+            ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "team"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "0"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).expect_err(var);

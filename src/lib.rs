@@ -6,3 +6,4 @@ pub mod domain;
 mod error_chain;
 pub mod metrics;
 pub mod startup;
+pub mod traces;

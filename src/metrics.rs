@@ -31,6 +31,7 @@ struct Series {
     db_errors: IntCounterVec,
     webhook_attempts: IntCounterVec,
     webhook_backlog_age: Gauge,
+    trace_spans_dropped: IntCounter,
 }
 
 static SERIES: LazyLock<Series> = LazyLock::new(Series::register);
@@ -102,6 +103,12 @@ impl Series {
                  none is pending); measured every 10 s by each instance's dispatcher",
             )
             .expect("valid metric"),
+            trace_spans_dropped: IntCounter::new(
+                "ordersvc_trace_spans_dropped_total",
+                "Spans that were not exported: their export to the OTLP endpoint failed, or 2048 spans \
+                 already waited for export",
+            )
+            .expect("valid metric"),
             registry,
         };
         // Every legal move is shown from the start, at 0, so that rates exist before the first one.
@@ -112,7 +119,7 @@ impl Series {
                     .with_label_values(&[from.as_str(), to.as_str()]);
             }
         }
-        let collectors: [Box<dyn Collector>; 8] = [
+        let collectors: [Box<dyn Collector>; 9] = [
             Box::new(series.http_requests.clone()),
             Box::new(series.http_duration.clone()),
             Box::new(series.orders_created.clone()),
@@ -121,6 +128,7 @@ impl Series {
             Box::new(series.db_errors.clone()),
             Box::new(series.webhook_attempts.clone()),
             Box::new(series.webhook_backlog_age.clone()),
+            Box::new(series.trace_spans_dropped.clone()),
         ];
         for collector in collectors {
             series
@@ -176,6 +184,11 @@ pub fn webhook_attempts(outcome: &str, count: usize) {
         .webhook_attempts
         .with_label_values(&[outcome])
         .inc_by(count as u64);
+}
+
+/// `count` spans were lost: their export failed.
+pub fn trace_spans_dropped(count: usize) {
+    SERIES.trace_spans_dropped.inc_by(count as u64);
 }
 
 /// What the executors and their pool look like at the moment of a scrape.

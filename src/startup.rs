@@ -16,6 +16,7 @@ use crate::actors::{
 use crate::api::{Draining, EventSignal};
 use crate::config::Config;
 use crate::db::{run_migrations, MigrationError, Pool, PoolSettings};
+use crate::traces::{Traces, TracesError};
 
 /// How long an idle keep-alive connection stays open.
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
@@ -35,6 +36,8 @@ pub enum StartupError {
     Migration(#[from] MigrationError),
     #[error("cannot listen on the configured address: {0}")]
     Bind(#[from] std::io::Error),
+    #[error(transparent)]
+    Traces(#[from] TracesError),
 }
 
 pub struct Application {
@@ -44,6 +47,8 @@ pub struct Application {
     shutdown_grace: Duration,
     /// The webhook dispatcher, when webhooks are configured.
     dispatcher: Option<DispatcherHandle>,
+    /// The tracer, when traces are on.
+    traces: Option<Traces>,
 }
 
 impl Application {
@@ -69,6 +74,7 @@ impl Application {
             draining,
             shutdown_grace: config.shutdown_grace,
             dispatcher: components.dispatcher,
+            traces: components.traces,
         })
     }
 
@@ -89,6 +95,10 @@ impl Application {
         if let Some(dispatcher) = self.dispatcher {
             dispatcher.stop().await;
         }
+        if let Some(traces) = self.traces {
+            // The exporter's thread blocks while it sends.
+            let _ = actix_web::rt::task::spawn_blocking(move || traces.flush()).await;
+        }
         served
     }
 }
@@ -103,6 +113,8 @@ struct Components {
     event_signal: web::Data<EventSignal>,
     /// The webhook dispatcher, when webhooks are configured.
     dispatcher: Option<DispatcherHandle>,
+    /// The tracer, when traces are on.
+    traces: Option<Traces>,
 }
 
 impl Components {
@@ -110,6 +122,7 @@ impl Components {
     /// event listener and, with webhooks, the dispatcher.
     async fn start(config: &Config) -> Result<Self, StartupError> {
         let applied = run_migrations(&config.database).await?;
+        let traces = config.traces.as_ref().map(Traces::start).transpose()?;
         log::info!("database ready ({applied} migration(s) applied)");
         // Background work (the NOTIFY to other instances, the hourly purge) has an executor
         // and a connection of its own on this thread, beside the workers' shares of the pool.
@@ -120,6 +133,7 @@ impl Components {
                 min_idle: 0,
                 ..config.pool.clone()
             },
+            None,
         );
         let (events_committed, events) = watch::channel(());
         let (relay, handoffs) = Relay::start(
@@ -127,7 +141,7 @@ impl Components {
             events_committed.clone(),
             config.webhooks.as_ref(),
         );
-        let executors = web::Data::new(Executors::default());
+        let executors = web::Data::new(Executors::traced(traces.clone()));
         let purger = executors.start(background, config.ping_timeout, relay.clone());
         actix_web::rt::spawn(purge_expired(purger, config.events_retention));
         listen_for_events(config.database.clone(), events_committed);
@@ -137,13 +151,14 @@ impl Components {
             .clone()
             .zip(handoffs)
             .and_then(|(settings, handoffs)| {
-                start_dispatcher(config.database.clone(), settings, handoffs)
+                start_dispatcher(config.database.clone(), settings, handoffs, traces.clone())
             });
         Ok(Self {
             executors,
             relay,
             event_signal: web::Data::new(EventSignal(events)),
             dispatcher,
+            traces,
         })
     }
 }
@@ -169,11 +184,12 @@ fn serve(
     let draining = draining.clone();
     let cors_origins = config.cors_allowed_origins.clone();
     let request_timeout = config.request_timeout;
+    let traces = components.traces.clone();
     // Called once on each worker's thread: its executor and its share of the pool live there.
     let server = HttpServer::new(move || {
         let worker = next_worker.fetch_add(1, Ordering::Relaxed) % workers;
         let executor = web::Data::new(executors.start(
-            Pool::build(&database, &pool.share(worker, workers)),
+            Pool::build(&database, &pool.share(worker, workers), traces.as_ref()),
             ping_timeout,
             relay.clone(),
         ));
@@ -184,7 +200,10 @@ fn serve(
             .wrap(crate::api::cors(&cors_origins))
             // Sees every answer, the other middleware's included, and gives error answers
             // their JSON body.
-            .wrap(from_fn(crate::api::observe))
+            .wrap(from_fn({
+                let traces = traces.clone();
+                move |req, next| crate::api::observe(req, next, traces.clone())
+            }))
             // Outermost, so that it compresses the body that leaves (an error's too): gzip,
             // br or zstd when the client asks and the body is large enough to gain (a
             // 100-order page shrinks ~10×).

@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel_async::AsyncPgConnection;
+use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt};
+use opentelemetry::KeyValue;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinError, JoinSet};
 
@@ -27,6 +29,7 @@ use crate::db::{
 use crate::domain::{webhook_signature, Event, EventId, RetrySchedule, WebhookSecret};
 use crate::error_chain::error_chain;
 use crate::metrics;
+use crate::traces::{self, TraceContext, Traces};
 
 /// Requests open at once per instance.
 const MAX_IN_FLIGHT: usize = 64;
@@ -92,6 +95,8 @@ struct Outgoing {
     /// This attempt's number, the first being 1.
     attempt: u32,
     body: String,
+    /// The trace its event continues, when its request was sampled.
+    traceparent: Option<String>,
 }
 
 /// How one attempt went: `error` is `None` on a 2xx answer.
@@ -109,6 +114,7 @@ pub fn start_dispatcher(
     database: ConnectOptions,
     settings: WebhookSettings,
     handoffs: Handoffs,
+    traces: Option<Traces>,
 ) -> Option<DispatcherHandle> {
     let client = match reqwest::Client::builder()
         .timeout(settings.timeout)
@@ -128,6 +134,7 @@ pub fn start_dispatcher(
         database,
         settings,
         client,
+        traces,
         conn: None,
         handoffs,
         handed: VecDeque::new(),
@@ -172,6 +179,8 @@ struct Dispatcher {
     database: ConnectOptions,
     settings: WebhookSettings,
     client: reqwest::Client,
+    /// With traces on, each attempt of a traced event is a client span of its trace.
+    traces: Option<Traces>,
     conn: Option<AsyncPgConnection>,
     handoffs: Handoffs,
     /// Attempts handed over and not yet started, each with the moment it must start by.
@@ -267,6 +276,7 @@ impl Dispatcher {
                     url: url.clone(),
                     attempt: 1,
                     body: body.clone(),
+                    traceparent: event.traceparent.clone(),
                 };
                 self.handed.push_back((start_by, outgoing));
             }
@@ -356,6 +366,7 @@ impl Dispatcher {
                     url: delivery.url,
                     attempt: delivery.attempt,
                     body,
+                    traceparent: delivery.event.traceparent,
                 });
             }
         }
@@ -363,10 +374,15 @@ impl Dispatcher {
     }
 
     fn start(&mut self, outgoing: Outgoing) {
+        let span = self.traces.as_ref().and_then(|traces| {
+            let traceparent = outgoing.traceparent.as_deref()?;
+            Some(attempt_span(traces, traceparent, &outgoing))
+        });
         self.in_flight.spawn(send(
             self.client.clone(),
             self.settings.secret.clone(),
             outgoing,
+            span,
         ));
     }
 }
@@ -498,20 +514,57 @@ fn blank(c: char) -> bool {
     c.is_whitespace() || c.is_control()
 }
 
-/// One attempt, signed with its own timestamp.
-async fn send(client: reqwest::Client, secret: WebhookSecret, outgoing: Outgoing) -> Attempt {
+/// The client span of an attempt, in the trace of the request that made its event's change
+/// (whose sampling it follows).
+fn attempt_span(traces: &Traces, traceparent: &str, outgoing: &Outgoing) -> TraceContext {
+    let parent = traces.continued(traceparent);
+    let mut span = traces.span("POST", SpanKind::Client, &parent);
+    span.set_attribute(KeyValue::new("http.request.method", "POST"));
+    span.set_attribute(KeyValue::new("url.full", outgoing.url.clone()));
+    span.set_attribute(KeyValue::new(
+        "http.request.resend_count",
+        i64::from(outgoing.attempt - 1),
+    ));
+    traces::context_of(&parent, span)
+}
+
+/// One attempt, signed with its own timestamp; with a span, it carries its `traceparent`.
+async fn send(
+    client: reqwest::Client,
+    secret: WebhookSecret,
+    outgoing: Outgoing,
+    span: Option<TraceContext>,
+) -> Attempt {
     let id = outgoing.event_id.to_string();
     let timestamp = chrono::Utc::now().timestamp();
     let signature = webhook_signature(&secret, &id, timestamp, &outgoing.body);
-    let answer = client
+    let mut request = client
         .post(&outgoing.url)
         .header("content-type", "application/json")
         .header("webhook-id", &id)
         .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
-        .body(outgoing.body)
-        .send()
-        .await;
+        .header("webhook-signature", signature);
+    if let Some(span) = &span {
+        request = request.header("traceparent", traces::traceparent(span));
+    }
+    let answer = request.body(outgoing.body).send().await;
+    if let Some(span) = span {
+        let span = span.span();
+        match &answer {
+            Ok(response) => {
+                let status = response.status();
+                span.set_attribute(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(status.as_u16()),
+                ));
+                if !status.is_success() {
+                    span.set_status(Status::error(status.as_str().to_owned()));
+                }
+            }
+            Err(e) => span.set_status(Status::error(e.to_string())),
+        }
+        span.end();
+    }
     let error = match answer {
         Ok(response) if response.status().is_success() => None,
         Ok(response) => Some(refusal(response).await),

@@ -12,6 +12,8 @@ use actix::{
 };
 use diesel_async::AsyncPgConnection;
 use futures_util::FutureExt;
+use opentelemetry::trace::{FutureExt as _, Link, Span, SpanKind, TraceContextExt};
+use opentelemetry::KeyValue;
 use tokio::sync::oneshot;
 
 use super::messages::{
@@ -22,6 +24,7 @@ use super::Relay;
 use crate::db::{self, Created, EventPage, OrderPage, Pool, StoreError};
 use crate::domain::{CreateRequest, DeliveryReport, Order, StatusChange};
 use crate::metrics;
+use crate::traces::{self, TraceContext, Traces};
 
 /// Most orders written in one transaction. Batches travel as one array per column, so no
 /// bind-parameter limit applies; the cap bounds what one batch costs its requests: each waits
@@ -46,6 +49,8 @@ pub enum ExecutorError {
 struct PendingCreate {
     request: CreateRequest,
     reply: oneshot::Sender<Result<Created, ExecutorError>>,
+    /// The request's trace, when it is sampled.
+    trace: Option<TraceContext>,
 }
 
 /// Runs queries for the messages it receives, each on a pooled connection.
@@ -66,6 +71,8 @@ pub struct DbExecutor {
     restarts: Arc<AtomicU64>,
     pending: VecDeque<PendingCreate>,
     flushing: bool,
+    /// The tracer of sampled requests' messages; none when traces are off.
+    pub(super) traces: Option<Traces>,
 }
 
 impl DbExecutor {
@@ -75,6 +82,7 @@ impl DbExecutor {
         ping_timeout: Duration,
         relay: Relay,
         restarts: Arc<AtomicU64>,
+        traces: Option<Traces>,
     ) -> Self {
         Self {
             index,
@@ -84,6 +92,7 @@ impl DbExecutor {
             restarts,
             pending: VecDeque::new(),
             flushing: false,
+            traces,
         }
     }
 
@@ -114,11 +123,16 @@ impl DbExecutor {
         F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, StoreError> + 'static,
     {
         let (pool, index, executor) = (self.pool.clone(), self.index, ctx.address());
+        // The context the mailbox made current (`Queued`), for the statements' spans.
+        let trace = self.trace();
         let job = async move {
             let mut conn = pool.get().await?;
-            work(&mut conn)
-                .await
-                .map_err(|e| e.on_connection(&mut conn))
+            let work = work(&mut conn);
+            let done = match trace {
+                Some(trace) => work.with_context(trace).await,
+                None => work.await,
+            };
+            done.map_err(|e| e.on_connection(&mut conn))
         };
         Box::pin(async move {
             match AssertUnwindSafe(job).catch_unwind().await {
@@ -131,6 +145,15 @@ impl DbExecutor {
         })
     }
 
+    /// The trace of the message being handled, when traces are on and it is sampled: the
+    /// context the mailbox made current (`Queued`), the request's.
+    fn trace(&self) -> Option<TraceContext> {
+        self.traces
+            .as_ref()
+            .map(|_| TraceContext::current())
+            .filter(traces::sampled)
+    }
+
     /// Writes the next batch of waiting creates, then the next, until none wait.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         let size = self.pending.len().min(MAX_BATCH);
@@ -138,14 +161,33 @@ impl DbExecutor {
         if size == 0 {
             return;
         }
+        let mut traced = Vec::new();
         let (requests, replies): (Vec<_>, Vec<_>) = self
             .pending
             .drain(..size)
-            .map(|p| (p.request, p.reply))
+            .map(|p| {
+                traced.extend(p.trace);
+                (p.request, p.reply)
+            })
             .unzip();
+        let batch = self
+            .traces
+            .as_ref()
+            .and_then(|traces| batch_span(traces, &traced, requests.len()));
         let (pool, relay) = (self.pool.clone(), self.relay.clone());
         let job = async move {
-            let results = store_batch(&pool, &requests, &relay).await;
+            let results = match &batch {
+                // The batch's statements are its children.
+                Some(batch) => {
+                    store_batch(&pool, &requests, &relay)
+                        .with_context(batch.clone())
+                        .await
+                }
+                None => store_batch(&pool, &requests, &relay).await,
+            };
+            if let Some(batch) = batch {
+                batch.span().end();
+            }
             let created = results
                 .iter()
                 .filter(|result| matches!(result, Ok(Created::New(_))))
@@ -163,6 +205,37 @@ impl DbExecutor {
             }
         }));
     }
+}
+
+/// The span of a batch transaction that serves the sampled requests `traced` (of `orders` in
+/// all), linked to each of them and each of them to it. It belongs to the trace of the first:
+/// started as a root, it would be sampled on its own, and at a low ratio most sampled requests
+/// would link to a batch that was never recorded.
+fn batch_span(traces: &Traces, traced: &[TraceContext], orders: usize) -> Option<TraceContext> {
+    let first = traced.first()?;
+    let links = traced
+        .iter()
+        .map(|request| Link::with_context(request.span().span_context().clone()))
+        .collect();
+    let batch = traces.build(
+        traces
+            .builder("order batch")
+            .with_kind(SpanKind::Internal)
+            .with_links(links)
+            .with_attributes([
+                KeyValue::new("db.system.name", "postgresql"),
+                KeyValue::new("db.operation.name", "INSERT"),
+                KeyValue::new("db.collection.name", "orders"),
+                KeyValue::new("db.operation.batch.size", orders as i64),
+            ]),
+        first,
+    );
+    for request in traced {
+        request
+            .span()
+            .add_link(batch.span_context().clone(), Vec::new());
+    }
+    Some(traces::context_of(first, batch))
 }
 
 /// Writes a batch in one transaction. If that fails for any reason but an unreachable
@@ -239,7 +312,7 @@ async fn insert(
     relay: &Relay,
 ) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
     let batch = db::insert_orders(conn, requests, &relay.delivery_rows()).await?;
-    relay.created(&batch);
+    relay.created(&batch, requests);
     Ok(batch.outcomes)
 }
 
@@ -298,11 +371,17 @@ impl Handler<CreateOrder> for DbExecutor {
 
     fn handle(
         &mut self,
-        CreateOrder(request): CreateOrder,
+        CreateOrder(mut request): CreateOrder,
         ctx: &mut Context<Self>,
     ) -> Self::Result {
         let (reply, answer) = oneshot::channel();
-        self.pending.push_back(PendingCreate { request, reply });
+        let trace = self.trace();
+        request.traceparent = trace.as_ref().map(traces::traceparent);
+        self.pending.push_back(PendingCreate {
+            request,
+            reply,
+            trace,
+        });
         if !self.flushing {
             self.flush(ctx);
         }
@@ -347,10 +426,17 @@ impl Handler<ChangeStatus> for DbExecutor {
         ctx: &mut Context<Self>,
     ) -> Self::Result {
         let relay = self.relay.clone();
+        let traceparent = self.trace().as_ref().map(traces::traceparent);
         self.run(ctx, async move |conn| {
-            let changed =
-                db::change_status(conn, id, to, precondition.as_ref(), &relay.delivery_rows())
-                    .await?;
+            let changed = db::change_status(
+                conn,
+                id,
+                to,
+                precondition.as_ref(),
+                traceparent.as_deref(),
+                &relay.delivery_rows(),
+            )
+            .await?;
             // Once committed: a rolled-back change did not happen.
             if let Some(moved) = changed.moved {
                 metrics::status_changed(moved.event.from, moved.event.to);
@@ -463,7 +549,7 @@ mod tests {
             connection_timeout: Duration::from_secs(5),
         };
         let options = ConnectOptions::parse(&url).expect("TEST_DATABASE_URL is a PostgreSQL URL");
-        Pool::build(&options, &settings)
+        Pool::build(&options, &settings, None)
     }
 
     #[actix_rt::test]

@@ -1,13 +1,15 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actix::dev::MessageResponse;
 use actix::{Addr, Context, Handler, Message, ResponseFuture, Supervisor};
+use opentelemetry::trace::{Span, SpanKind};
 use tokio::sync::oneshot;
 
 use super::{DbExecutor, ExecutorError, Relay};
 use crate::db::Pool;
+use crate::traces::{self, TraceContext, Traces};
 
 /// The executors of this instance, as `/metrics` sees them: each one's mailbox and pool, and
 /// how often any was restarted.
@@ -20,6 +22,8 @@ pub struct Executors {
     members: Mutex<Vec<Member>>,
     started: AtomicUsize,
     restarts: Arc<AtomicU64>,
+    /// The tracer every executor traces with; none when traces are off.
+    traces: Option<Traces>,
 }
 
 /// One started executor: its pool, and the count of its waiting messages while it lives.
@@ -29,6 +33,14 @@ struct Member {
 }
 
 impl Executors {
+    /// Executors that trace the messages of sampled requests with `traces`.
+    pub fn traced(traces: Option<Traces>) -> Self {
+        Self {
+            traces,
+            ..Self::default()
+        }
+    }
+
     /// Starts an executor under a `Supervisor` on the current thread's arbiter, with `pool` to
     /// itself. Only the thread that sends to it should use that pool: a connection's socket is
     /// driven on the thread that opened it.
@@ -45,11 +57,14 @@ impl Executors {
             });
         }
         let restarts = self.restarts.clone();
+        let traces = self.traces.clone();
         Executor {
-            addr: Supervisor::start(move |_| {
-                DbExecutor::new(index, pool, ping_timeout, relay, restarts)
+            addr: Supervisor::start({
+                let traces = traces.clone();
+                move |_| DbExecutor::new(index, pool, ping_timeout, relay, restarts, traces)
             }),
             waiting,
+            traced: traces.is_some(),
         }
     }
 
@@ -88,6 +103,8 @@ pub struct Executor {
     addr: Addr<DbExecutor>,
     /// actix does not tell how full a mailbox is, so `send` counts in and the handler out.
     waiting: Arc<AtomicUsize>,
+    /// Whether messages carry their request's trace context: only when traces are on.
+    traced: bool,
 }
 
 impl Executor {
@@ -100,6 +117,7 @@ impl Executor {
         let message = Queued {
             message,
             ticket: Ticket::new(&self.waiting),
+            sent: if self.traced { Sent::now() } else { None },
         };
         self.addr.send::<Queued<M>>(message).await?
     }
@@ -109,6 +127,26 @@ impl Executor {
 pub(crate) struct Queued<M> {
     message: M,
     ticket: Ticket,
+    /// The trace of the request that sent it, when sampled.
+    sent: Option<Sent>,
+}
+
+/// A message of a sampled request: its trace, and when it was sent.
+struct Sent {
+    context: TraceContext,
+    at: SystemTime,
+}
+
+impl Sent {
+    /// The sender's trace, when it is sampled. The HTTP layer makes a request's context
+    /// OpenTelemetry's current one while its handler runs.
+    fn now() -> Option<Self> {
+        let context = TraceContext::current();
+        traces::sampled(&context).then(|| Self {
+            context,
+            at: SystemTime::now(),
+        })
+    }
 }
 
 impl<M: Message> Message for Queued<M> {
@@ -125,11 +163,30 @@ where
 
     fn handle(
         &mut self,
-        Queued { message, ticket }: Queued<M>,
+        Queued {
+            message,
+            ticket,
+            sent,
+        }: Queued<M>,
         ctx: &mut Context<Self>,
     ) -> Self::Result {
         // Counted out as its handling starts.
         drop(ticket);
+        // Its wait in the mailbox as a span; its context is the current one while its handler
+        // starts, for the spans the handler makes.
+        let _current = sent.map(|sent| {
+            if let Some(traces) = &self.traces {
+                let mut waited = traces.build(
+                    traces
+                        .builder("executor wait")
+                        .with_kind(SpanKind::Internal)
+                        .with_start_time(sent.at),
+                    &sent.context,
+                );
+                waited.end();
+            }
+            sent.context.attach()
+        });
         // Handled as if `M` itself had been sent: its handler runs here, and the response it
         // gives is driven by actix's own `MessageResponse::handle`, as the mailbox would drive
         // it, with a reply channel of ours. So each kind keeps its meaning and the counting

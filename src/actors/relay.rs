@@ -25,7 +25,7 @@ use crate::db::{
     notify_event_listeners, ConnectOptions, Created, CreatedBatch, DeliveryRows, EventListener,
     Moved, Pool, StoreError,
 };
-use crate::domain::Event;
+use crate::domain::{CreateRequest, Event};
 
 /// Shortest time between two wake-ups of the other instances' readers.
 const NOTIFY_EVERY: Duration = Duration::from_millis(20);
@@ -99,8 +99,8 @@ impl Relay {
         }
     }
 
-    /// A committed batch of creates: its new orders' events.
-    pub(super) fn created(&self, batch: &CreatedBatch) {
+    /// A committed batch of creates of `requests`: its new orders' events.
+    pub(super) fn created(&self, batch: &CreatedBatch, requests: &[CreateRequest]) {
         if batch.events.is_empty() {
             return;
         }
@@ -108,12 +108,15 @@ impl Relay {
             batch
                 .outcomes
                 .iter()
-                .filter_map(|outcome| match outcome {
-                    Ok(Created::New(order)) => Some(order),
+                .zip(requests)
+                .filter_map(|(outcome, request)| match outcome {
+                    Ok(Created::New(order)) => Some((order, &request.traceparent)),
                     _ => None,
                 })
                 .zip(&batch.events)
-                .map(|(order, &event)| Event::created(event, order))
+                .map(|((order, traceparent), &event)| {
+                    Event::created(event, order, traceparent.clone())
+                })
                 .collect()
         });
     }

@@ -144,7 +144,12 @@ pub async fn create_order(
     )?;
     let key = idempotency_key(&http)?;
     let (order, replayed) = match executor
-        .send(CreateOrder(CreateRequest { order, key }))
+        .send(CreateOrder(CreateRequest {
+            order,
+            key,
+            // The executor fills it in when traces are on.
+            traceparent: None,
+        }))
         .await?
     {
         Created::New(order) => (order, false),

@@ -264,6 +264,8 @@ struct InsertBatch<'a> {
     total_prices: Vec<&'a BigDecimal>,
     webhook_urls: &'a [String],
     lease_micros: i64,
+    /// Per order, its request's `traceparent`; empty when no request has one.
+    traceparents: Vec<Option<&'a str>>,
 }
 
 impl<'a> InsertBatch<'a> {
@@ -273,6 +275,15 @@ impl<'a> InsertBatch<'a> {
             lease_micros: deliveries.lease_micros,
             ..Self::default()
         };
+        if orders
+            .iter()
+            .any(|(request, _)| request.traceparent.is_some())
+        {
+            batch.traceparents = orders
+                .iter()
+                .map(|(request, _)| request.traceparent.as_deref())
+                .collect();
+        }
         for (index, (request, fingerprint)) in orders.iter().enumerate() {
             let order = &request.order;
             batch.customer_names.push(order.customer_name.as_str());
@@ -349,15 +360,32 @@ impl QueryFragment<Pg> for InsertBatch<'_> {
              ), history AS (\
                INSERT INTO order_status_history (order_id, to_status) \
                SELECT id, 'pending' FROM new_orders\
-             ), created_events AS (\
-               INSERT INTO order_events (id, order_id, type) \
-               SELECT event_id, id, 'order.created' FROM new_orders\
              )",
         );
+        // The trace contexts only when a request has one: with traces off, or none sampled, the
+        // statement is the one without them.
+        if self.traceparents.is_empty() {
+            out.push_sql(
+                ", created_events AS (\
+                   INSERT INTO order_events (id, order_id, type) \
+                   SELECT event_id, id, 'order.created' FROM new_orders\
+                 )",
+            );
+        } else {
+            out.push_sql(
+                ", created_events AS (\
+                   INSERT INTO order_events (id, order_id, type, traceparent) \
+                   SELECT o.event_id, o.id, 'order.created', t.traceparent \
+                   FROM new_orders o JOIN unnest(",
+            );
+            out.push_bind_param::<Array<Nullable<Text>>, _>(&self.traceparents)?;
+            out.push_sql(") WITH ORDINALITY AS t (traceparent, n) ON t.n = o.n)");
+        }
         // Only when there is something to write: an INSERT of no rows still fires its table's
         // statement trigger (the integrity check), which costs PostgreSQL more than an order's
         // event row. So a batch without idempotency keys, on a server without webhooks, writes
-        // neither; each of the (at most four) texts is prepared once per connection.
+        // neither; each of the (at most eight, with the trace contexts) texts is prepared once
+        // per connection.
         if self.keys.iter().any(Option::is_some) {
             out.push_sql(
                 ", stored_keys AS (\
@@ -418,7 +446,11 @@ mod tests {
             })
         });
         let order = NewOrder::parse(Ok("Ann"), Ok("ann@example.com"), Ok(lines)).expect("valid");
-        CreateRequest { order, key: None }
+        CreateRequest {
+            order,
+            key: None,
+            traceparent: None,
+        }
     }
 
     /// The row of order `id`, with its event `id + 100` written by transaction 5.

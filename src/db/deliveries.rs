@@ -57,6 +57,8 @@ struct ClaimedRow {
     attempts: i32,
     #[diesel(embed)]
     event: EventRow,
+    #[diesel(sql_type = Nullable<Text>)]
+    traceparent: Option<String>,
 }
 
 #[derive(QueryableByName)]
@@ -87,22 +89,24 @@ pub async fn claim_deliveries(
              RETURNING d.event_id, d.url, d.attempts \
          ) \
          SELECT claimed.url, claimed.attempts, e.id, e.tx_id::text AS tx, e.type AS kind, \
-                e.from_status, e.to_status, e.data::text AS data, e.occurred_at, e.order_id \
+                e.from_status, e.to_status, e.data::text AS data, e.occurred_at, e.order_id, \
+                e.traceparent \
          FROM claimed JOIN order_events AS e ON e.id = claimed.event_id",
     )
     .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
     .bind::<BigInt, _>(micros(lease))
     .load(conn)
     .await?;
-    let (claims, events): (Vec<(String, i32)>, Vec<EventRow>) = rows
+    let (claims, events): (Vec<_>, Vec<EventRow>) = rows
         .into_iter()
-        .map(|row| ((row.url, row.attempts), row.event))
+        .map(|row| ((row.url, row.attempts, row.traceparent), row.event))
         .unzip();
     let events = into_events(conn, events).await?;
     claims
         .into_iter()
         .zip(events)
-        .map(|((url, attempts), event)| {
+        .map(|((url, attempts, traceparent), mut event)| {
+            event.traceparent = traceparent;
             let attempt = u32::try_from(attempts).map_err(|_| {
                 StoreError::Impossible(format!("delivery with {attempts} attempts"))
             })?;

@@ -177,7 +177,7 @@ pub(super) async fn into_events(
                         row.id, row.order_id
                     ))
                 })?;
-                Event::created(row.position()?, order).map_err(|e| {
+                Event::created(row.position()?, order, None).map_err(|e| {
                     StoreError::Impossible(format!("event {}: order as JSON: {e}", row.id))
                 })
             }
@@ -211,6 +211,8 @@ impl EventRow {
             timestamp: self.occurred_at,
             cursor,
             data: EventData { order, from, to },
+            // Only the webhooks need it: a claim reads it (`claim_deliveries`).
+            traceparent: None,
         })
     }
 }

@@ -13,6 +13,7 @@ mod outbox;
 mod pool;
 mod queries;
 pub mod schema;
+mod statements;
 
 pub use connect::{ConnectOptions, ConnectOptionsError, SslMode};
 pub use create::{insert_orders, Created, CreatedBatch};

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use diesel::sql_types::{Array, BigInt, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -69,8 +69,8 @@ pub(super) async fn record_status_changed(
 ) -> Result<(EventPosition, chrono::DateTime<chrono::Utc>), StoreError> {
     let written: Written = diesel::sql_query(
         "WITH written AS ( \
-             INSERT INTO order_events (order_id, type, from_status, to_status, data) \
-             VALUES ($1, 'order.status_changed', $2, $3, $4::json) \
+             INSERT INTO order_events (order_id, type, from_status, to_status, data, traceparent) \
+             VALUES ($1, 'order.status_changed', $2, $3, $4::json, $7) \
              RETURNING id, tx_id, occurred_at \
          ), deliveries AS ( \
              INSERT INTO webhook_deliveries (event_id, url, attempts, next_attempt_at) \
@@ -85,6 +85,7 @@ pub(super) async fn record_status_changed(
     .bind::<Text, _>(&event.order_json)
     .bind::<Array<Text>, _>(deliveries.urls)
     .bind::<BigInt, _>(deliveries.lease_micros)
+    .bind::<Nullable<Text>, _>(event.traceparent.as_deref())
     .get_result(conn)
     .await?;
     Ok((

@@ -14,12 +14,14 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, PoolError, PoolableConnection, RecyclingMethod,
 };
-use diesel_async::AsyncPgConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::FutureExt;
 use tokio::sync::watch;
 
+use super::statements::StatementSpans;
 use super::{ConnectOptions, StoreError};
 use crate::metrics;
+use crate::traces::Traces;
 
 type Manager = AsyncDieselConnectionManager<AsyncPgConnection>;
 pub type PooledConnection = bb8::PooledConnection<'static, Manager>;
@@ -61,17 +63,30 @@ pub struct Pool {
 
 impl Pool {
     /// Builds the pool without connecting: the service starts (and reports itself not ready)
-    /// even while the database is still coming up.
-    pub fn build(options: &ConnectOptions, settings: &PoolSettings) -> Self {
+    /// even while the database is still coming up. With `traces`, its connections make a span
+    /// of each statement a sampled trace runs.
+    pub fn build(
+        options: &ConnectOptions,
+        settings: &PoolSettings,
+        traces: Option<&Traces>,
+    ) -> Self {
         let outage = Arc::new(Outage {
             since: watch::Sender::new(None),
             options: options.clone(),
         });
         let mut config = ManagerConfig::default();
         let connect = options.clone();
+        let traces = traces.cloned();
         config.custom_setup = Box::new(move |_url| {
-            let connect = connect.clone();
-            async move { connect.connect().await }.boxed()
+            let (connect, traces) = (connect.clone(), traces.clone());
+            async move {
+                let mut conn = connect.connect().await?;
+                if let Some(traces) = traces {
+                    conn.set_instrumentation(StatementSpans::new(traces));
+                }
+                Ok(conn)
+            }
+            .boxed()
         });
         // A query per checkout would cost a round trip on every request. Checking that the
         // socket is still open is free and drops connections a database restart has closed.

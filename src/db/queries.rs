@@ -257,7 +257,7 @@ pub struct Moved {
 }
 
 /// Moves an order to `to` if the state machine allows it from its current status, writing its
-/// event with `deliveries`.
+/// event with `deliveries` and the trace context of the request, if sampled.
 ///
 /// The row is locked before the check, so two concurrent changes are serialised: the second
 /// one sees the first one's result and is judged against it.
@@ -266,12 +266,13 @@ pub async fn change_status(
     id: OrderId,
     to: OrderStatus,
     precondition: Option<&Precondition>,
+    traceparent: Option<&str>,
     deliveries: &DeliveryRows<'_>,
 ) -> Result<StatusChanged, StoreError> {
     let began = Instant::now();
     let (order, moved) = conn
         .transaction::<_, StoreError, _>(async |conn| {
-            change_in_transaction(conn, id, to, precondition, deliveries).await
+            change_in_transaction(conn, id, to, precondition, traceparent, deliveries).await
         })
         .await?;
     Ok(StatusChanged {
@@ -289,6 +290,7 @@ async fn change_in_transaction(
     id: OrderId,
     to: OrderStatus,
     precondition: Option<&Precondition>,
+    traceparent: Option<&str>,
     deliveries: &DeliveryRows<'_>,
 ) -> Result<(Order, Option<Moved>), StoreError> {
     let (current, updated_at): (String, chrono::DateTime<chrono::Utc>) = orders::table
@@ -316,7 +318,7 @@ async fn change_in_transaction(
     let Transition::Move { from, to } = transition else {
         return Ok((order, None));
     };
-    let event = NewEvent::status_changed(&order, from, to).map_err(|e| {
+    let event = NewEvent::status_changed(&order, from, to, traceparent).map_err(|e| {
         StoreError::Impossible(format!("an order that cannot be written as JSON: {e}"))
     })?;
     let (position, at) = record_status_changed(conn, &event, deliveries).await?;

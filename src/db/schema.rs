@@ -29,6 +29,7 @@ diesel::table! {
         to_status -> Nullable<Text>,
         data -> Nullable<Json>,
         occurred_at -> Timestamptz,
+        traceparent -> Nullable<Text>,
     }
 }
 

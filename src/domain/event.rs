@@ -147,6 +147,8 @@ pub struct NewEvent {
     pub to: OrderStatus,
     /// The order after the change, as the API shows it.
     pub order_json: String,
+    /// The W3C `traceparent` of the request that made the change, when its trace is sampled.
+    pub traceparent: Option<String>,
 }
 
 impl NewEvent {
@@ -154,12 +156,14 @@ impl NewEvent {
         order: &Order,
         from: OrderStatus,
         to: OrderStatus,
+        traceparent: Option<&str>,
     ) -> Result<Self, serde_json::Error> {
         Ok(Self {
             order_id: order.id,
             from,
             to,
             order_json: serde_json::to_string(order)?,
+            traceparent: traceparent.map(str::to_owned),
         })
     }
 
@@ -179,6 +183,7 @@ impl NewEvent {
                 from: Some(self.from),
                 to: Some(self.to),
             },
+            traceparent: self.traceparent,
         })
     }
 }
@@ -196,12 +201,20 @@ pub struct Event {
     #[schema(value_type = String, example = "7342-1051")]
     pub cursor: EventPosition,
     pub data: EventData,
+    /// The W3C `traceparent` of the request that made the change, when its trace was sampled:
+    /// its webhooks continue that trace. Not part of the envelope.
+    #[serde(skip)]
+    pub traceparent: Option<String>,
 }
 
 impl Event {
     /// The `order.created` event of `order`, committed at `cursor`: the order as the create
-    /// answered it, `pending` and last changed when created.
-    pub fn created(cursor: EventPosition, order: &Order) -> Result<Self, serde_json::Error> {
+    /// answered it, `pending` and last changed when created. `traceparent` is its request's.
+    pub fn created(
+        cursor: EventPosition,
+        order: &Order,
+        traceparent: Option<String>,
+    ) -> Result<Self, serde_json::Error> {
         Ok(Self {
             id: EventId::from_stored(cursor.id),
             kind: EventType::OrderCreated,
@@ -212,6 +225,7 @@ impl Event {
                 from: None,
                 to: None,
             },
+            traceparent,
         })
     }
 }
@@ -294,6 +308,7 @@ mod tests {
                 from: Some(OrderStatus::Pending),
                 to: Some(OrderStatus::Processing),
             },
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         };
         assert_eq!(
             serde_json::to_string(&event).unwrap(),

@@ -29,6 +29,9 @@ impl IdempotencyKey {
 pub struct CreateRequest {
     pub order: NewOrder,
     pub key: Option<IdempotencyKey>,
+    /// The W3C `traceparent` of the request, when its trace is sampled: its order's event
+    /// carries it to the webhooks. Not part of the fingerprint.
+    pub traceparent: Option<String>,
 }
 
 impl CreateRequest {
@@ -64,6 +67,7 @@ mod tests {
             order: NewOrder::parse(Ok(name), Ok("john@example.com"), Ok(std::iter::once(item)))
                 .unwrap(),
             key: None,
+            traceparent: None,
         }
     }
 

@@ -8,12 +8,18 @@
 use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex, Once};
 
+use actix_web::{web, App, HttpServer};
 use diesel::sql_types::{BigInt, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+pub use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use order_service::config::Config;
 use order_service::db::{run_migrations, ConnectOptions};
 use order_service::startup::Application;
+use order_service::traces::{Sampling, TraceProtocol, TraceSettings};
+use prost::Message;
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -355,6 +361,144 @@ pub fn logged(text: &str) -> Vec<(log::Level, String)> {
         .filter(|(_, line)| line.contains(text))
         .cloned()
         .collect()
+}
+
+/// A span as the test collector received it: ids in hex, attribute values as text.
+#[derive(Debug, Clone)]
+pub struct ReceivedSpan {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
+    pub name: String,
+    pub kind: SpanKind,
+    pub attributes: Vec<(String, String)>,
+    /// (trace id, span id) of each linked span.
+    pub links: Vec<(String, String)>,
+}
+
+impl ReceivedSpan {
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn links_to(&self, other: &ReceivedSpan) -> bool {
+        self.links
+            .iter()
+            .any(|(trace, span)| *trace == other.trace_id && *span == other.span_id)
+    }
+}
+
+/// An OTLP/HTTP endpoint in the test process, as a collector would be: it decodes the
+/// protobuf export requests POSTed to `/v1/traces` and keeps their spans.
+pub struct Collector {
+    pub url: String,
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+}
+
+impl Collector {
+    pub async fn start() -> Self {
+        let spans = Arc::new(Mutex::new(Vec::new()));
+        let kept = web::Data::from(Arc::clone(&spans));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(kept.clone())
+                .route("/v1/traces", web::post().to(receive))
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .expect("the collector binds");
+        let url = format!("http://{}/v1/traces", server.addrs()[0]);
+        actix_rt::spawn(server.run());
+        Self { url, spans }
+    }
+
+    /// Settings that send every span here, within 50 ms of its end.
+    pub fn settings(&self) -> TraceSettings {
+        traces_to(&self.url)
+    }
+
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.spans.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits until the spans received satisfy `done`; fails, showing them, if they do not
+    /// within 30 s.
+    pub async fn wait_for(&self, what: &str, done: impl Fn(&[ReceivedSpan]) -> bool) {
+        for _ in 0..1500 {
+            if done(&self.spans()) {
+                return;
+            }
+            actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!(
+            "the collector never received {what}; it has {:#?}",
+            self.spans()
+        );
+    }
+}
+
+/// Settings that export every span to `url`, within 50 ms of its end.
+pub fn traces_to(url: &str) -> TraceSettings {
+    TraceSettings {
+        endpoint: url.to_owned(),
+        protocol: TraceProtocol::Protobuf,
+        sampling: Sampling::ParentOr(Box::new(Sampling::Always)),
+        service_name: "order-service-test".into(),
+        resource_attributes: Vec::new(),
+        export_delay: std::time::Duration::from_millis(50),
+    }
+}
+
+async fn receive(
+    spans: web::Data<Mutex<Vec<ReceivedSpan>>>,
+    body: web::Bytes,
+) -> actix_web::HttpResponse {
+    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+        return actix_web::HttpResponse::BadRequest().finish();
+    };
+    let received = request
+        .resource_spans
+        .into_iter()
+        .flat_map(|resource| resource.scope_spans)
+        .flat_map(|scope| scope.spans)
+        .map(|span| ReceivedSpan {
+            trace_id: hex(&span.trace_id),
+            span_id: hex(&span.span_id),
+            parent_span_id: hex(&span.parent_span_id),
+            kind: span.kind(),
+            name: span.name,
+            attributes: span.attributes.into_iter().map(attribute).collect(),
+            links: span
+                .links
+                .into_iter()
+                .map(|link| (hex(&link.trace_id), hex(&link.span_id)))
+                .collect(),
+        });
+    spans
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(received);
+    // An empty ExportTraceServiceResponse: everything accepted.
+    actix_web::HttpResponse::Ok()
+        .content_type("application/x-protobuf")
+        .finish()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn attribute(kv: KeyValue) -> (String, String) {
+    let value = match kv.value.and_then(|v| v.value) {
+        Some(any_value::Value::StringValue(s)) => s,
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    };
+    (kv.key, value)
 }
 
 /// The seed README's create example.

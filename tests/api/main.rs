@@ -18,4 +18,5 @@ mod list_filters;
 mod list_orders;
 mod observability;
 mod openapi;
+mod traces;
 mod update_status;
