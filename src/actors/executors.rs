@@ -2,10 +2,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
-use actix::dev::MessageResponse;
 use actix::{Addr, Context, Handler, Message, ResponseFuture, Supervisor};
 use opentelemetry::trace::{Span, SpanKind};
-use tokio::sync::oneshot;
 
 use super::{DbExecutor, ExecutorError, Relay};
 use crate::db::Pool;
@@ -110,9 +108,8 @@ pub struct Executor {
 impl Executor {
     pub async fn send<M, T>(&self, message: M) -> Result<T, ExecutorError>
     where
-        M: Message<Result = Result<T, ExecutorError>> + Send + 'static,
+        M: Job + Message<Result = Result<T, ExecutorError>> + Send,
         T: Send + 'static,
-        DbExecutor: Handler<M>,
     {
         let message = Queued {
             message,
@@ -153,13 +150,32 @@ impl<M: Message> Message for Queued<M> {
     type Result = M::Result;
 }
 
-impl<M, T> Handler<Queued<M>> for DbExecutor
+/// A message an executor answers with a future of its own (`DbExecutor::run`, or the wait for
+/// a batch), which `Queued` hands on as its own answer: no second reply channel and task.
+pub trait Job: Message + 'static {
+    fn start(
+        self,
+        executor: &mut DbExecutor,
+        ctx: &mut Context<DbExecutor>,
+    ) -> ResponseFuture<Self::Result>;
+}
+
+impl<M> Job for M
 where
-    M: Message<Result = Result<T, ExecutorError>> + 'static,
-    T: 'static,
-    DbExecutor: Handler<M>,
+    M: Message + 'static,
+    DbExecutor: Handler<M, Result = ResponseFuture<M::Result>>,
 {
-    type Result = ResponseFuture<Result<T, ExecutorError>>;
+    fn start(
+        self,
+        executor: &mut DbExecutor,
+        ctx: &mut Context<DbExecutor>,
+    ) -> ResponseFuture<M::Result> {
+        <DbExecutor as Handler<M>>::handle(executor, self, ctx)
+    }
+}
+
+impl<M: Job> Handler<Queued<M>> for DbExecutor {
+    type Result = ResponseFuture<M::Result>;
 
     fn handle(
         &mut self,
@@ -187,13 +203,7 @@ where
             }
             sent.context.attach()
         });
-        // Handled as if `M` itself had been sent: its handler runs here, and the response it
-        // gives is driven by actix's own `MessageResponse::handle`, as the mailbox would drive
-        // it, with a reply channel of ours. So each kind keeps its meaning and the counting
-        // wraps every message without a handler of its own.
-        let (reply, answer) = oneshot::channel();
-        <Self as Handler<M>>::handle(self, message, ctx).handle(ctx, Some(reply));
-        Box::pin(async move { answer.await.unwrap_or(Err(ExecutorError::Interrupted)) })
+        message.start(self, ctx)
     }
 }
 
