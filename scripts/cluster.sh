@@ -433,6 +433,23 @@ status() {
   done
 }
 
+# wait_healthy SECONDS: as wait_for, but a cluster that stays unhealthy is shown (Patroni's view and
+# the end of each node's log) before giving up, so that a failed run in CI says why.
+wait_healthy() {
+  for _ in $(seq 1 $(($1 * 4))); do
+    healthy && return 0
+    sleep 0.25
+  done
+  local node
+  say "cluster: not healthy after $1 s; Patroni's view:"
+  cluster_json | jq -c '.members[] | {name, role, state, lag, timeline}' >&2 || say "(no answer)"
+  for node in "${NODES[@]}"; do
+    say "--- the end of $node/patroni.log"
+    tail -n 15 "$CDIR/$node/patroni.log" >&2 || true
+  done
+  die "a healthy cluster did not happen within $1 s"
+}
+
 switchover() {
   local from to
   from="$(leader)" || die "no leader"
@@ -454,6 +471,6 @@ case "${1:-}" in
   stop-instance) stop_instance "${2:?instance number}" ;;
   start-node) load_secrets && start_node "${2:?node name}" ;;
   switchover) switchover ;;
-  wait-healthy) wait_for "a healthy cluster" "${2:-60}" healthy ;;
+  wait-healthy) wait_healthy "${2:-60}" ;;
   *) die "usage: $0 up|down|status|wipe|start-instance N|stop-instance N|start-node NAME|switchover|wait-healthy [SECONDS]" ;;
 esac
