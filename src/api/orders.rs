@@ -169,17 +169,18 @@ pub async fn create_order(
     Ok(response.json(order))
 }
 
-/// The request's `Consistency-Token`; `None` without one.
+/// The request's `Consistency-Token`; `None` without one, or with an empty one (a client that
+/// has written nothing yet may send its empty token as it is).
 fn consistency_token(http: &HttpRequest) -> Result<Option<ConsistencyToken>, ApiError> {
     let Some(value) = http.headers().get(CONSISTENCY_TOKEN) else {
         return Ok(None);
     };
-    value
-        .to_str()
-        .map_err(|e| e.to_string())
-        .and_then(ConsistencyToken::parse)
-        .map(Some)
-        .map_err(|message| ApiError::bad_request(ErrorCode::InvalidConsistencyToken, message))
+    match value.to_str().map(str::trim) {
+        Ok("") => Ok(None),
+        Ok(text) => ConsistencyToken::parse(text).map(Some),
+        Err(e) => Err(e.to_string()),
+    }
+    .map_err(|message| ApiError::bad_request(ErrorCode::InvalidConsistencyToken, message))
 }
 
 /// Gives the answer its `Consistency-Token`, when replicas are configured.
@@ -210,7 +211,7 @@ fn idempotency_key(http: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiErro
     params(
         ("id" = i64, Path, description = "The order's id, a positive 64-bit integer", minimum = 1),
         ("If-None-Match" = Option<String>, Header, description = "The `ETag` of a copy the client holds: `304` while it is current"),
-        ("Consistency-Token" = Option<String>, Header, description = "A `Consistency-Token` this API answered: the read sees that point or something newer"),
+        ("Consistency-Token" = Option<String>, Header, nullable = false, pattern = "^([0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8})?$", description = "A `Consistency-Token` this API answered: the read sees that point or something newer"),
     ),
     responses(
         (status = 200, description = "The order with its items", body = Order,
@@ -299,7 +300,7 @@ const LIST_PARAMETERS: [&str; 6] = [
             example = "2026-11-24T00:00:00Z"),
         ("created_before" = Option<String>, Query, format = DateTime, description = "Only orders created before this RFC 3339 time (exclusive); \
             must be later than `created_after`", example = "2026-11-25T00:00:00Z"),
-        ("Consistency-Token" = Option<String>, Header, description = "A `Consistency-Token` this API answered: the read sees that point or something newer"),
+        ("Consistency-Token" = Option<String>, Header, nullable = false, pattern = "^([0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8})?$", description = "A `Consistency-Token` this API answered: the read sees that point or something newer"),
     ),
     responses(
         (status = 200, description = "Newest first, by `created_at` then `id`; the filters combine with AND", body = OrderPageResponse,
@@ -362,7 +363,7 @@ pub async fn list_orders(
     tag = "orders",
     params(
         ("id" = i64, Path, description = "The order's id, a positive 64-bit integer", minimum = 1),
-        ("Consistency-Token" = Option<String>, Header, description = "A `Consistency-Token` this API answered: the read sees that point or something newer"),
+        ("Consistency-Token" = Option<String>, Header, nullable = false, pattern = "^([0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8})?$", description = "A `Consistency-Token` this API answered: the read sees that point or something newer"),
     ),
     responses(
         (status = 200, description = "Every status the order had, from its creation on, each written in the same transaction as the change", body = HistoryResponse),
