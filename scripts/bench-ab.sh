@@ -137,7 +137,7 @@ results="$WORK/runs.txt"
 # side SIDE BINARY ROUND: a fresh database and server, then every row on it; appends one line
 # per row to $results: "row round side per_sec server_us postgres_us" and prints it.
 side() {
-  local hook=() reads=() row line server_before pg_before hook_before sent server_us pg_us extra
+  local hook=() reads=() row line server_before pg_before standby_before=0 hook_before sent server_us pg_us extra
   case "$HOOK" in *"$1"*) hook=(WEBHOOK_URLS="http://127.0.0.1:$HOOK_PORT/"
     WEBHOOK_SECRET="whsec_$(printf 'bench-webhook-secret-of-32-bytes' | base64)") ;; esac
   case "$READS" in *"$1"*) reads=(DATABASE_READ_URL="postgres://postgres@127.0.0.1:$STANDBY_PORT/$DB") ;; esac
@@ -150,6 +150,7 @@ side() {
   for row in $ROWS; do
     server_before="$(own_ticks "$server")"
     pg_before="$(all_pg_ticks)"
+    [ -z "$standby" ] || standby_before="$(pg_ticks "$standby")"
     [ -z "$receiver" ] || hook_before="$(own_ticks "$receiver")"
     # shellcheck disable=SC2046 # the flags are words
     line="$("$stress_bin" --base-url "$BASE_URL" $(stress_flags "$row" "$1") | grep '^RESULT')"
@@ -157,12 +158,14 @@ side() {
     server_us="$(micros_per $(($(own_ticks "$server") - server_before)) "$sent")"
     pg_us="$(micros_per $(($(all_pg_ticks) - pg_before)) "$sent")"
     extra=""
+    # The standby's share of the postgres column: its replay of the primary's WAL, and the reads.
+    [ -z "$standby" ] || extra="standby $(micros_per $(($(pg_ticks "$standby") - standby_before)) "$sent") µs of it"
     if [ "$row" = seed ]; then
-      extra="$(awk -v n="$(field ok "$line")" -v r="$(field per_sec "$line")" 'BEGIN { printf "%.2f s, ", n / r }')"
+      extra+="${extra:+, }$(awk -v n="$(field ok "$line")" -v r="$(field per_sec "$line")" 'BEGIN { printf "%.2f s, ", n / r }')"
       extra+="$("${PSQL[@]}" -d "$DB" -tAc "SELECT round(count(*)::numeric / count(DISTINCT xmin::text), 1) FROM orders") orders per transaction"
     fi
     if [ ${#hook[@]} -gt 0 ] && [ "$row" = create ]; then
-      extra="receiver $(micros_per $(($(own_ticks "$receiver") - hook_before)) "$sent") µs per order"
+      extra+="${extra:+, }receiver $(micros_per $(($(own_ticks "$receiver") - hook_before)) "$sent") µs per order"
     fi
     [ "$(field failed "$line")" = 0 ] || extra+="${extra:+, }$(field failed "$line") FAILED"
     echo "$row $3 $1 $(field per_sec "$line") $server_us $pg_us" >>"$results"
