@@ -58,7 +58,8 @@ test-db-up: ## start the private test cluster
 test-db-down: ## stop the private test cluster
 	scripts/db.sh test-down
 
-# Ports of its own (CONTAINER_PORT 38080, CONTAINER_PG_PORT 38432); BUILD_PROFILE picks the
+# Ports of its own (CONTAINER_PORT 27080, CONTAINER_PG_PORT 27432), below the kernel's
+# ephemeral range (32768–60999), where an outgoing connection can hold a port; BUILD_PROFILE picks the
 # binary that goes into the image (release unless set; CI's dev).
 test-container: ## the Dockerfile's image and docker-compose.yml's stack with podman: stress smoke, API walk-through, non-root uid, stop under load (installs podman; leaves nothing behind)
 	scripts/container.sh test
@@ -72,10 +73,11 @@ cluster-down: ## stop everything cluster-up started (data stays in .data/cluster
 cluster-status: ## Patroni's view (leader, sync standby, lag) and each instance's readiness
 	scripts/cluster.sh status
 
-# A cluster of its own on ports of its own, created afresh and stopped afterwards (its logs stay
+# A cluster of its own on ports of its own (26000–26039 and 26080, below the ephemeral range),
+# created afresh and stopped afterwards (its logs stay
 # in .data/cluster/test). API_KEYS is emptied so that keys in a developer's .env do not apply.
 test-cluster: ## rolling restart, switchover and loss of the database host under load, on a fresh cluster
-	@export CLUSTER_NAME=test CLUSTER_PORT=$${TEST_CLUSTER_PORT:-36080} CLUSTER_BASE_PORT=$${TEST_CLUSTER_BASE_PORT:-36000} API_KEYS=; \
+	@export CLUSTER_NAME=test CLUSTER_PORT=$${TEST_CLUSTER_PORT:-26080} CLUSTER_BASE_PORT=$${TEST_CLUSTER_BASE_PORT:-26000} API_KEYS=; \
 	trap 'scripts/cluster.sh down' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
 	scripts/cluster.sh wipe && scripts/cluster.sh up && cargo test --workspace --locked --test cluster
 

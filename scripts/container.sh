@@ -13,8 +13,8 @@
 # service runs as, stops it under load (no failed request, exit 0) and with SIGINT (exit 0),
 # then removes every container, image, volume and network it made.
 #
-# CONTAINER_PORT     host port of the service (default 38080)
-# CONTAINER_PG_PORT  host port of its PostgreSQL, on 127.0.0.1, for the stress count check (38432)
+# CONTAINER_PORT     host port of the service (default 27080)
+# CONTAINER_PG_PORT  host port of its PostgreSQL, on 127.0.0.1, for the stress count check (27432)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -317,7 +317,7 @@ test_round() {
   load_env
   # The stack's settings, whatever a developer's .env says: ports of its own, known
   # credentials, an open API.
-  export PORT="${CONTAINER_PORT:-38080}" POSTGRES_PORT="${CONTAINER_PG_PORT:-38432}" \
+  export PORT="${CONTAINER_PORT:-27080}" POSTGRES_PORT="${CONTAINER_PG_PORT:-27432}" \
     POSTGRES_USER=user POSTGRES_PASSWORD=password POSTGRES_DBNAME=orderdb API_KEYS= API_KEY= \
     RUST_LOG=info SHUTDOWN_GRACE=5s ORDERSVC_IMAGE="$SERVICE_IMAGE" POSTGRES_IMAGE="$POSTGRES_BASE"
   export BASE_URL="http://127.0.0.1:$PORT" \

@@ -5,10 +5,13 @@
 
 -- The WAL position a read on this node is at least at: on a standby, what it has replayed; on
 -- the primary, what it has inserted (every committed transaction is before it, even one
--- committed with synchronous_commit off). In bytes from 0/0, a number diesel reads as it is.
+-- committed with synchronous_commit off). Asked by pg_is_in_recovery(): a promoted standby
+-- still answers the last position it replayed. In bytes from 0/0, a number diesel reads as it
+-- is.
 CREATE FUNCTION wal_position() RETURNS bigint
 LANGUAGE sql VOLATILE AS $$
-  SELECT (COALESCE(pg_last_wal_replay_lsn(), pg_current_wal_insert_lsn()) - '0/0'::pg_lsn)::bigint
+  SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
+               ELSE pg_current_wal_insert_lsn() END - '0/0'::pg_lsn)::bigint
 $$;
 
 -- How old this node's data may be, in seconds: 0 on the primary; on a standby, the age of the

@@ -323,15 +323,29 @@ async fn store_batch(
         }
     };
     let position = if positioned {
-        // The orders are stored: without a token their clients are answered all the same.
-        db::current_position(&conn)
-            .await
-            .inspect_err(|e| log::warn!("no consistency token for a batch of creates: {e}"))
-            .ok()
+        committed_position(pool, &conn).await
     } else {
         None
     };
     (results, position)
+}
+
+/// The point after a commit, for its clients' tokens: asked on the connection that committed,
+/// or, if that broke (a switchover right after the commit), on a fresh one to the primary,
+/// which is past every acknowledged commit. `None` if neither answers: the write stands, and
+/// its client is answered without a token rather than told to retry what is done.
+async fn committed_position(pool: &Pool, conn: &AsyncPgConnection) -> Option<ConsistencyToken> {
+    let first = match db::current_position(conn).await {
+        Ok(position) => return Some(position),
+        Err(e) => e,
+    };
+    let again = match pool.get().await {
+        Ok(fresh) => db::current_position(&fresh).await,
+        Err(e) => Err(e),
+    };
+    again
+        .inspect_err(|e| log::warn!("no consistency token after a commit ({first}; then {e})"))
+        .ok()
 }
 
 /// Writes one request in its own transaction. A key that a concurrent request inserted first
@@ -514,6 +528,7 @@ impl Handler<ChangeStatus> for DbExecutor {
         let relay = self.relay.clone();
         let traceparent = self.trace().as_ref().map(traces::traceparent);
         let positioned = self.replicas.is_some();
+        let pool = self.pool.clone();
         self.run(ctx, async move |conn| {
             let changed = db::change_status(
                 conn,
@@ -530,11 +545,7 @@ impl Handler<ChangeStatus> for DbExecutor {
                 relay.status_changed(changed.began, moved);
             }
             let position = if positioned {
-                // The change is committed: without a token its client is answered all the same.
-                db::current_position(conn)
-                    .await
-                    .inspect_err(|e| log::warn!("no consistency token for a status change: {e}"))
-                    .ok()
+                committed_position(&pool, conn).await
             } else {
                 None
             };
