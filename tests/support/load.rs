@@ -87,7 +87,7 @@ impl Load<'_> {
                     n += 1;
                     let key = format!("{prefix}-{client}-{n}");
                     match create(&http, &url, &key, &stats, retry).await {
-                        Answer::Created(id) => acked.push(Acked {
+                        Answer::Created { id, .. } => acked.push(Acked {
                             key,
                             id,
                             at: Instant::now(),
@@ -108,14 +108,19 @@ impl Load<'_> {
 }
 
 /// What became of one order.
-enum Answer {
-    Created(i64),
+pub enum Answer {
+    /// A 201, with its Consistency-Token when the instance has a read pool.
+    Created {
+        id: i64,
+        token: Option<String>,
+    },
     Refused,
     /// No answer at all: the server is gone.
     None,
 }
 
-async fn create(
+/// Sends the order with key `key` to `url` (the orders collection), retrying it as `Load` says.
+pub async fn create(
     http: &reqwest::Client,
     url: &str,
     key: &str,
@@ -137,10 +142,15 @@ async fn create(
                 if response.headers().contains_key("idempotent-replayed") {
                     stats.replays.fetch_add(1, Ordering::Relaxed);
                 }
+                let token = response
+                    .headers()
+                    .get("consistency-token")
+                    .and_then(|t| t.to_str().ok())
+                    .map(String::from);
                 let order: Value = response.json().await.unwrap_or_default();
                 return order["id"]
                     .as_i64()
-                    .map_or(Answer::Refused, Answer::Created);
+                    .map_or(Answer::Refused, |id| Answer::Created { id, token });
             }
             Ok(response) if response.status().is_server_error() && response.status() != 503 => {
                 stats.server_errors.fetch_add(1, Ordering::Relaxed);
