@@ -63,13 +63,14 @@ fn db_path(c: &mut Criterion) {
             tokio::sync::watch::Sender::new(()),
             config.webhooks.as_ref(),
         );
-        executors.start(pool, Duration::from_secs(2), relay)
+        executors.start(pool, None, Duration::from_secs(2), relay)
     });
     let create = || async {
         match executor
             .send(CreateOrder(bench_order()))
             .await
             .expect("order stored")
+            .value
         {
             Created::New(order) | Created::Replayed(order) => order,
         }
@@ -82,7 +83,11 @@ fn db_path(c: &mut Criterion) {
         b.iter(|| system.block_on(create()))
     });
     group.bench_function("get one order by id", |b| {
-        b.iter(|| system.block_on(executor.send(GetOrder(id))).expect("read"))
+        b.iter(|| {
+            system
+                .block_on(executor.send(GetOrder { id, at: None }))
+                .expect("read")
+        })
     });
     group.throughput(Throughput::Elements(100));
     group.bench_function("create 100 orders at once (group commit)", |b| {

@@ -21,9 +21,16 @@
 # loopback (webhook-receiver of crates/stress) that answers 204; each create run then also
 # prints the receiver's CPU per order.
 #
+# READS=A, READS=B or READS=AB runs that side's servers with DATABASE_READ_URL pointing at a
+# streaming standby of the bench cluster (started here, port BENCH_STANDBY_PORT, 25463); the
+# postgres column then counts both servers' CPU. TOKEN=A, B or AB makes that side's get and list
+# rows send a Consistency-Token: the primary's position just before the row, which the standby
+# has to have replayed.
+#
 #   make bench-ab A=fd18c28                        # that commit against HEAD
 #   make bench-ab A=HEAD HOOK=B ROWS=create        # what one webhook URL costs HEAD's creates
 #   ROUNDS=5 CLIENTS=500 scripts/bench-ab.sh fd18c28 HEAD
+#   READS=B ROWS="create get list" scripts/bench-ab.sh HEAD HEAD   # reads on a replica, or not
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -39,6 +46,9 @@ PG_PORT="${BENCH_PG_PORT:-25462}"
 HTTP_PORT="${BENCH_HTTP_PORT:-18090}"
 HOOK="${HOOK:-}"
 HOOK_PORT="${BENCH_HOOK_PORT:-18091}"
+READS="${READS:-}"
+TOKEN="${TOKEN:-}"
+STANDBY_PORT="${BENCH_STANDBY_PORT:-25463}"
 DB=ordersvc_ab
 BASE_URL="http://127.0.0.1:$HTTP_PORT"
 PSQL=(psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1)
@@ -86,22 +96,39 @@ receiver=""
 cleanup() {
   stop_child "$server"
   stop_child "$receiver"
+  [ -z "$READS" ] || scripts/db.sh bench-standby-down
   if [ "$cluster_started" -eq 1 ]; then BENCH_PG_PORT="$PG_PORT" scripts/db.sh bench-down; fi
 }
 trap cleanup EXIT
 
 postmaster="$(head -n 1 "$DATA/postgres-bench/postmaster.pid")"
+standby=""
+if [ -n "$READS" ]; then
+  BENCH_PG_PORT="$PG_PORT" BENCH_STANDBY_PORT="$STANDBY_PORT" scripts/db.sh bench-standby-up
+  standby="$(head -n 1 "$DATA/postgres-bench-standby/postmaster.pid")"
+fi
+# all_pg_ticks: the CPU ticks of the bench cluster, and of its standby when there is one.
+all_pg_ticks() {
+  local ticks
+  ticks="$(pg_ticks "$postmaster")"
+  [ -z "$standby" ] || ticks=$((ticks + $(pg_ticks "$standby")))
+  echo "$ticks"
+}
 
 if [ -n "$HOOK" ]; then
   "$(bin_path webhook-receiver)" "$HOOK_PORT" 2>/dev/null &
   receiver=$!
 fi
 
+# stress_flags ROW SIDE
 stress_flags() {
   case "$1" in
     seed) echo "${SEED_EXTREME_FLAGS[*]} --no-verify" ;;
     create) echo "--mode create --concurrency $CLIENTS --duration ${DURATION}s --warmup 2s --no-verify" ;;
-    get | list) echo "--mode $1 --concurrency $CLIENTS --duration ${DURATION}s --warmup 2s" ;;
+    get | list)
+      echo "--mode $1 --concurrency $CLIENTS --duration ${DURATION}s --warmup 2s"
+      case "$TOKEN" in *"$2"*) echo "--consistency-token $("${PSQL[@]}" -d "$DB" -tAc 'SELECT pg_current_wal_insert_lsn()')" ;; esac
+      ;;
   esac
 }
 
@@ -110,24 +137,25 @@ results="$WORK/runs.txt"
 # side SIDE BINARY ROUND: a fresh database and server, then every row on it; appends one line
 # per row to $results: "row round side per_sec server_us postgres_us" and prints it.
 side() {
-  local hook=() row line server_before pg_before hook_before sent server_us pg_us extra
+  local hook=() reads=() row line server_before pg_before hook_before sent server_us pg_us extra
   case "$HOOK" in *"$1"*) hook=(WEBHOOK_URLS="http://127.0.0.1:$HOOK_PORT/"
     WEBHOOK_SECRET="whsec_$(printf 'bench-webhook-secret-of-32-bytes' | base64)") ;; esac
+  case "$READS" in *"$1"*) reads=(DATABASE_READ_URL="postgres://postgres@127.0.0.1:$STANDBY_PORT/$DB") ;; esac
   "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
   env DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$DB" PORT="$HTTP_PORT" RUST_LOG=warn \
-    "${hook[@]}" "$2" >"$DATA/bench-ab-server.log" 2>&1 &
+    "${hook[@]}" "${reads[@]}" "$2" >"$DATA/bench-ab-server.log" 2>&1 &
   server=$!
   # /health: older revisions have no /health/ready.
   wait_until_ready "$BASE_URL" "$server" "$DATA/bench-ab-server.log" 60 /health
   for row in $ROWS; do
     server_before="$(own_ticks "$server")"
-    pg_before="$(pg_ticks "$postmaster")"
+    pg_before="$(all_pg_ticks)"
     [ -z "$receiver" ] || hook_before="$(own_ticks "$receiver")"
     # shellcheck disable=SC2046 # the flags are words
-    line="$("$stress_bin" --base-url "$BASE_URL" $(stress_flags "$row") | grep '^RESULT')"
+    line="$("$stress_bin" --base-url "$BASE_URL" $(stress_flags "$row" "$1") | grep '^RESULT')"
     sent="$(field sent "$line")"
     server_us="$(micros_per $(($(own_ticks "$server") - server_before)) "$sent")"
-    pg_us="$(micros_per $(($(pg_ticks "$postmaster") - pg_before)) "$sent")"
+    pg_us="$(micros_per $(($(all_pg_ticks) - pg_before)) "$sent")"
     extra=""
     if [ "$row" = seed ]; then
       extra="$(awk -v n="$(field ok "$line")" -v r="$(field per_sec "$line")" 'BEGIN { printf "%.2f s, ", n / r }')"
@@ -154,14 +182,14 @@ ratios() {
     END { for (k in r) if (v[k, "A"] > 0) print v[k, "B"] / v[k, "A"] }' "$results"
 }
 
-say "bench-ab: $ROWS; $ROUNDS rounds of A=$A, B=$B; keep-alive rows at $CLIENTS clients for ${DURATION}s${HOOK:+; webhook on $HOOK}"
+say "bench-ab: $ROWS; $ROUNDS rounds of A=$A, B=$B; keep-alive rows at $CLIENTS clients for ${DURATION}s${HOOK:+; webhook on $HOOK}${READS:+; reads on a standby on $READS}${TOKEN:+; tokens on $TOKEN}"
 for round in $(seq "$ROUNDS"); do
   side A "$server_a" "$round"
   side B "$server_b" "$round"
 done
 
 echo
-echo "medians over $ROUNDS rounds (A=$A, B=$B${HOOK:+, webhook on $HOOK}); B/A is taken per round:"
+echo "medians over $ROUNDS rounds (A=$A, B=$B${HOOK:+, webhook on $HOOK}${READS:+, reads on a standby on $READS}${TOKEN:+, tokens on $TOKEN}); B/A is taken per round:"
 printf '%-7s %11s %11s %7s   %-19s %-19s\n' row "A ops/s" "B ops/s" "B/A" "server µs A B B/A" "postgres µs A B B/A"
 for row in $ROWS; do
   printf '%-7s %11.1f %11.1f %7.2f   %5.1f %5.1f %5.2f   %6.1f %6.1f %5.2f\n' "$row" \

@@ -9,7 +9,10 @@
 #   db.sh test-down  stop it
 #   db.sh bench-up   start the private benchmark cluster (.data/postgres-bench, port
 #                    $BENCH_PG_PORT): PostgreSQL's durable defaults, room for 500 clients
-#   db.sh bench-down stop it
+#   db.sh bench-down stop it (and its standby)
+#   db.sh bench-standby-up    a streaming standby of the running benchmark cluster, copied afresh
+#                             (.data/postgres-bench-standby, port $BENCH_STANDBY_PORT, 25463)
+#   db.sh bench-standby-down  stop it
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -26,6 +29,8 @@ TEST_DIR="$DATA/postgres-test"
 TEST_PORT="${TEST_PG_PORT:-25432}"
 BENCH_DIR="$DATA/postgres-bench"
 BENCH_PORT="${BENCH_PG_PORT:-25462}"
+STANDBY_DIR="$DATA/postgres-bench-standby"
+STANDBY_PORT="${BENCH_STANDBY_PORT:-25463}"
 COMPOSE_MARK="$DATA/compose-started"
 
 answers() { pg_isready -q -h "$1" -p "$2" -t 2 >/dev/null 2>&1; }
@@ -124,6 +129,21 @@ private_up() {
     "-p $port -c listen_addresses=127.0.0.1 -k $dir $*" start >/dev/null
 }
 
+# A streaming standby of the running benchmark cluster, copied afresh each time, for measuring
+# reads served by a replica (bench-ab's READS).
+standby_up() {
+  local bindir
+  bindir="$(require_pg_bindir)"
+  is_running "$STANDBY_DIR" && return 0
+  is_running "$BENCH_DIR" || die "the benchmark cluster is not running: scripts/db.sh bench-up first"
+  rm -rf "$STANDBY_DIR"
+  prepare_cluster_dir "$STANDBY_DIR"
+  as_pg "$bindir/pg_basebackup" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -D "$STANDBY_DIR" \
+    --write-recovery-conf --checkpoint=fast
+  as_pg "$bindir/pg_ctl" -D "$STANDBY_DIR" -l "$STANDBY_DIR.log" -w -t 30 -o \
+    "-p $STANDBY_PORT -c listen_addresses=127.0.0.1 -k $STANDBY_DIR -c max_connections=700" start >/dev/null
+}
+
 private_down() {
   local bindir
   is_running "$1" || return 0
@@ -145,6 +165,8 @@ case "${1:-}" in
   test-down) private_down "$TEST_DIR" ;;
   # Durable defaults (fsync, synchronous_commit on): benchmarks never trade durability for speed.
   bench-up) private_up "$BENCH_DIR" "$BENCH_PORT" -c max_connections=700 ;;
-  bench-down) private_down "$BENCH_DIR" ;;
-  *) die "usage: $0 up|down|reset|test-up|test-down|bench-up|bench-down" ;;
+  bench-down) private_down "$STANDBY_DIR" && private_down "$BENCH_DIR" ;;
+  bench-standby-up) standby_up ;;
+  bench-standby-down) private_down "$STANDBY_DIR" ;;
+  *) die "usage: $0 up|down|reset|test-up|test-down|bench-up|bench-down|bench-standby-up|bench-standby-down" ;;
 esac

@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::http::Uri;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-use crate::actors::WebhookSettings;
+use crate::actors::{ReadSettings, WebhookSettings};
 use crate::api::{ApiKeys, CorsOrigins};
 use crate::db::{ConnectOptions, ConnectOptionsError, PoolSettings};
 use crate::domain::{RetrySchedule, WebhookSecret};
@@ -20,6 +20,8 @@ pub struct Config {
     /// Where PostgreSQL is: hosts, credentials, TLS. Its `Debug` shows no password.
     pub database: ConnectOptions,
     pub pool: PoolSettings,
+    /// Replicas to read from; none without `DATABASE_READ_URL`: every read on the primary.
+    pub reads: Option<ReadSettings>,
     /// How long `/health` waits for `SELECT 1`.
     pub ping_timeout: Duration,
     /// HTTP workers, each with one `DbExecutor` and its share of the pool.
@@ -88,6 +90,7 @@ impl Config {
             host: env.parse("HOST", IpAddr::from([0, 0, 0, 0]), |_| Ok(()))?,
             port: env.parse("PORT", 8080, |_| Ok(()))?,
             database: database(&env)?,
+            reads: reads(&env, &pool, executors)?,
             pool,
             ping_timeout: env.duration("DB_PING_TIMEOUT", "2s")?,
             executors,
@@ -110,6 +113,44 @@ impl Config {
             traces: traces(&env)?,
         })
     }
+}
+
+/// The read pool of `DATABASE_READ_URL`, sized like the primary's unless told otherwise. Every
+/// `DB_READ_*` variable is checked either way, so that a mistake shows before reads move.
+fn reads(
+    env: &Env<'_>,
+    pool: &PoolSettings,
+    executors: usize,
+) -> Result<Option<ReadSettings>, ConfigError> {
+    let max_size = env.parse("DB_READ_MAX_OPEN_CONNS", pool.max_size, positive)?;
+    let max_lag = env.duration("DB_READ_MAX_LAG", "1s")?;
+    let wait = env.duration("DB_READ_WAIT", "50ms")?;
+    let Some(url) = env.get("DATABASE_READ_URL") else {
+        return Ok(None);
+    };
+    let database = ConnectOptions::parse_for_reads(&url).map_err(|e| ConfigError {
+        var: "DATABASE_READ_URL",
+        // It may hold a password.
+        value: "<hidden>".into(),
+        reason: e.to_string(),
+    })?;
+    // Each executor reads on connections of its own, as it writes.
+    if (max_size as usize) < executors {
+        return Err(env.invalid(
+            "DB_READ_MAX_OPEN_CONNS",
+            format!("must be at least DB_EXECUTORS ({executors}): each executor has read connections of its own"),
+        ));
+    }
+    Ok(Some(ReadSettings {
+        database,
+        pool: PoolSettings {
+            max_size,
+            min_idle: pool.min_idle.min(max_size),
+            ..pool.clone()
+        },
+        max_lag,
+        wait,
+    }))
 }
 
 /// The `WEBHOOK_*` variables: deliveries when `WEBHOOK_URLS` lists any, which must then be
@@ -446,6 +487,7 @@ mod tests {
         assert_eq!(c.shutdown_grace, Duration::from_secs(5));
         assert_eq!(c.events_retention, Duration::from_secs(7 * 24 * 60 * 60));
         assert!(c.webhooks.is_none(), "no deliveries unless asked");
+        assert!(c.reads.is_none(), "every read on the primary unless asked");
         assert_eq!(
             c.cors_allowed_origins,
             CorsOrigins::None,
@@ -628,6 +670,41 @@ mod tests {
     }
 
     #[test]
+    fn reads_move_to_replicas_only_with_a_read_url() {
+        let url = (
+            "DATABASE_READ_URL",
+            "postgres://u:p@10.0.0.2:5432,10.0.0.3:5432/orderdb",
+        );
+        let reads = config(&[url, ("DB_MAX_OPEN_CONNS", "6")])
+            .unwrap()
+            .reads
+            .expect("a read URL turns reads on");
+        assert_eq!(reads.pool.max_size, 6, "sized as the primary's pool");
+        assert_eq!(reads.max_lag, Duration::from_secs(1));
+        assert_eq!(reads.wait, Duration::from_millis(50));
+        let tuned = config(&[
+            url,
+            ("DB_READ_MAX_OPEN_CONNS", "32"),
+            ("DB_READ_MAX_LAG", "250ms"),
+            ("DB_READ_WAIT", "20ms"),
+        ])
+        .unwrap()
+        .reads
+        .unwrap();
+        assert_eq!(
+            (tuned.pool.max_size, tuned.max_lag, tuned.wait),
+            (32, Duration::from_millis(250), Duration::from_millis(20))
+        );
+        let err =
+            config(&[url, ("DB_EXECUTORS", "4"), ("DB_READ_MAX_OPEN_CONNS", "2")]).unwrap_err();
+        assert_eq!(err.var, "DB_READ_MAX_OPEN_CONNS");
+        let err =
+            config(&[("DATABASE_READ_URL", "postgres://u:s3cret@h/db?sslmode=on")]).unwrap_err();
+        assert_eq!(err.var, "DATABASE_READ_URL");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    #[test]
     fn a_bad_value_names_its_variable() {
         let cases = [
             ("PORT", "abc"),
@@ -650,6 +727,9 @@ mod tests {
             ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
             ("OTEL_RESOURCE_ATTRIBUTES", "team"),
             ("OTEL_BSP_SCHEDULE_DELAY", "0"),
+            ("DB_READ_MAX_LAG", "0s"),
+            ("DB_READ_WAIT", "a while"),
+            ("DB_READ_MAX_OPEN_CONNS", "0"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).expect_err(var);

@@ -32,6 +32,9 @@ struct Series {
     webhook_attempts: IntCounterVec,
     webhook_backlog_age: Gauge,
     trace_spans_dropped: IntCounter,
+    db_reads: IntCounterVec,
+    db_read_fallbacks: IntCounterVec,
+    db_read_wait: Histogram,
 }
 
 static SERIES: LazyLock<Series> = LazyLock::new(Series::register);
@@ -109,6 +112,35 @@ impl Series {
                  already waited for export",
             )
             .expect("valid metric"),
+            db_reads: IntCounterVec::new(
+                Opts::new(
+                    "ordersvc_db_reads_total",
+                    "Reads of orders, their history and list pages, by the node that served them \
+                     (replica or primary); counted only with DATABASE_READ_URL set",
+                ),
+                &["served_by"],
+            )
+            .expect("valid metric"),
+            db_read_fallbacks: IntCounterVec::new(
+                Opts::new(
+                    "ordersvc_db_read_fallbacks_total",
+                    "Reads meant for a replica that the primary served, by reason: token_wait (no \
+                     replica reached the request's Consistency-Token in time), lag (the replica was \
+                     further behind than DB_READ_MAX_LAG), not_found (a replica's 404, asked again) \
+                     or replica_error",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
+            db_read_wait: Histogram::with_opts(
+                HistogramOpts::new(
+                    "ordersvc_db_read_wait_seconds",
+                    "Time reads with a Consistency-Token waited for a replica to reach it (reads \
+                     that did not wait are not counted)",
+                )
+                .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2]),
+            )
+            .expect("valid metric"),
             registry,
         };
         // Every legal move is shown from the start, at 0, so that rates exist before the first one.
@@ -119,7 +151,13 @@ impl Series {
                     .with_label_values(&[from.as_str(), to.as_str()]);
             }
         }
-        let collectors: [Box<dyn Collector>; 9] = [
+        for served_by in ["replica", "primary"] {
+            series.db_reads.with_label_values(&[served_by]);
+        }
+        for reason in ["token_wait", "lag", "not_found", "replica_error"] {
+            series.db_read_fallbacks.with_label_values(&[reason]);
+        }
+        let collectors: [Box<dyn Collector>; 12] = [
             Box::new(series.http_requests.clone()),
             Box::new(series.http_duration.clone()),
             Box::new(series.orders_created.clone()),
@@ -129,6 +167,9 @@ impl Series {
             Box::new(series.webhook_attempts.clone()),
             Box::new(series.webhook_backlog_age.clone()),
             Box::new(series.trace_spans_dropped.clone()),
+            Box::new(series.db_reads.clone()),
+            Box::new(series.db_read_fallbacks.clone()),
+            Box::new(series.db_read_wait.clone()),
         ];
         for collector in collectors {
             series
@@ -189,6 +230,21 @@ pub fn webhook_attempts(outcome: &str, count: usize) {
 /// `count` spans were lost: their export failed.
 pub fn trace_spans_dropped(count: usize) {
     SERIES.trace_spans_dropped.inc_by(count as u64);
+}
+
+/// A read was served by `served_by`: `replica` or `primary`.
+pub fn db_read(served_by: &str) {
+    SERIES.db_reads.with_label_values(&[served_by]).inc();
+}
+
+/// A read meant for a replica went to the primary, for `reason`.
+pub fn db_read_fallback(reason: &str) {
+    SERIES.db_read_fallbacks.with_label_values(&[reason]).inc();
+}
+
+/// A read waited this long for a replica to reach its token.
+pub fn db_read_wait(waited: Duration) {
+    SERIES.db_read_wait.observe(waited.as_secs_f64());
 }
 
 /// What the executors and their pool look like at the moment of a scrape.

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::actors::{
     listen_for_events, start_dispatcher, DispatcherHandle, Executor, Executors, PurgeEvents,
-    PurgeIdempotencyKeys, Relay,
+    PurgeIdempotencyKeys, Relay, Replicas,
 };
 use crate::api::{Draining, EventSignal};
 use crate::config::Config;
@@ -142,7 +142,7 @@ impl Components {
             config.webhooks.as_ref(),
         );
         let executors = web::Data::new(Executors::traced(traces.clone()));
-        let purger = executors.start(background, config.ping_timeout, relay.clone());
+        let purger = executors.start(background, None, config.ping_timeout, relay.clone());
         actix_web::rt::spawn(purge_expired(purger, config.events_retention));
         listen_for_events(config.database.clone(), events_committed);
         // The relay has handoffs exactly when there are webhooks.
@@ -172,10 +172,11 @@ fn serve(
 ) -> std::io::Result<(Server, u16)> {
     let executors = components.executors.clone();
     let relay = components.relay.clone();
-    let (workers, database, pool, ping_timeout) = (
+    let (workers, database, pool, reads, ping_timeout) = (
         config.executors,
         config.database.clone(),
         config.pool.clone(),
+        config.reads.clone(),
         config.ping_timeout,
     );
     let next_worker = Arc::new(AtomicUsize::new(0));
@@ -188,8 +189,13 @@ fn serve(
     // Called once on each worker's thread: its executor and its share of the pool live there.
     let server = HttpServer::new(move || {
         let worker = next_worker.fetch_add(1, Ordering::Relaxed) % workers;
+        let replicas = reads.as_ref().map(|reads| {
+            let share = reads.pool.share(worker, workers);
+            Replicas::new(Pool::build(&reads.database, &share, traces.as_ref()), reads)
+        });
         let executor = web::Data::new(executors.start(
             Pool::build(&database, &pool.share(worker, workers), traces.as_ref()),
+            replicas,
             ping_timeout,
             relay.clone(),
         ));

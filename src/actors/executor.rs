@@ -20,9 +20,10 @@ use super::messages::{
     ChangeStatus, CheckHealth, CreateOrder, GetDeliveries, GetHistory, GetOrder, ListEvents,
     ListOrders, PurgeEvents, PurgeIdempotencyKeys,
 };
+use super::reads::{Positioned, Read, Replicas};
 use super::Relay;
 use crate::db::{self, Created, EventPage, OrderPage, Pool, StoreError};
-use crate::domain::{CreateRequest, DeliveryReport, Order, StatusChange};
+use crate::domain::{ConsistencyToken, CreateRequest, DeliveryReport, Order, StatusChange};
 use crate::metrics;
 use crate::traces::{self, TraceContext, Traces};
 
@@ -48,15 +49,17 @@ pub enum ExecutorError {
 /// A create request waiting for the next batch.
 struct PendingCreate {
     request: CreateRequest,
-    reply: oneshot::Sender<Result<Created, ExecutorError>>,
+    reply: oneshot::Sender<Result<Positioned<Created>, ExecutorError>>,
     /// The request's trace, when it is sampled.
     trace: Option<TraceContext>,
 }
 
 /// Runs queries for the messages it receives, each on a pooled connection.
 ///
-/// Reads and status changes run as tasks of their own (`run`), so one executor has many
-/// queries in flight; its pool bounds how many reach the database at once.
+/// Reads and status changes run as tasks of their own (`task`), so one executor has many
+/// queries in flight; its pool bounds how many reach the database at once. With replicas
+/// configured, reads of orders, history and list pages go there (`reads`), and every write
+/// answers the point it committed at.
 ///
 /// Creates are group-committed: while one batch transaction is in flight, the creates that
 /// arrive queue up and go together as the next transaction. A lone create is written at once
@@ -64,6 +67,8 @@ struct PendingCreate {
 pub struct DbExecutor {
     index: usize,
     pool: Pool,
+    /// Its share of the read pool, when reads may go to replicas.
+    replicas: Option<Replicas>,
     ping_timeout: Duration,
     /// Where the events of the changes it commits go.
     relay: Relay,
@@ -79,6 +84,7 @@ impl DbExecutor {
     pub fn new(
         index: usize,
         pool: Pool,
+        replicas: Option<Replicas>,
         ping_timeout: Duration,
         relay: Relay,
         restarts: Arc<AtomicU64>,
@@ -87,6 +93,7 @@ impl DbExecutor {
         Self {
             index,
             pool,
+            replicas,
             ping_timeout,
             relay,
             restarts,
@@ -113,26 +120,57 @@ impl DbExecutor {
             })
     }
 
-    /// Runs `work` on a pooled connection, as a task of its own rather than inside the actor:
-    /// actix polls every future in an actor's context whenever any one of them wakes, so the
-    /// dozens of queries an executor has in flight would each be polled at every wake-up of
-    /// the others. A panic is answered as `Panicked` and restarts the actor, as in `guarded`.
+    /// Runs `work` on a connection to the primary, as a `task`.
     fn run<T, F>(&self, ctx: &Context<Self>, work: F) -> ResponseFuture<Result<T, ExecutorError>>
     where
         T: 'static,
         F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, StoreError> + 'static,
     {
-        let (pool, index, executor) = (self.pool.clone(), self.index, ctx.address());
+        let pool = self.pool.clone();
+        self.task(ctx, async move {
+            let mut conn = pool.get().await?;
+            work(&mut conn)
+                .await
+                .map_err(|e| e.on_connection(&mut conn))
+        })
+    }
+
+    /// Runs the read `work` where `read` may be served (a replica, or the primary), as a
+    /// `task`. An answer that `found` says is empty is given only once the primary agrees.
+    fn read<T, F>(
+        &self,
+        ctx: &Context<Self>,
+        read: Read,
+        found: fn(&T) -> bool,
+        work: F,
+    ) -> ResponseFuture<Result<Positioned<T>, ExecutorError>>
+    where
+        T: 'static,
+        F: AsyncFn(&mut AsyncPgConnection) -> Result<T, StoreError> + 'static,
+    {
+        let (primary, replicas) = (self.pool.clone(), self.replicas.clone());
+        self.task(ctx, async move {
+            read.run(&primary, replicas.as_ref(), found, work).await
+        })
+    }
+
+    /// Runs `job` as a task of its own rather than inside the actor: actix polls every future
+    /// in an actor's context whenever any one of them wakes, so the dozens of queries an
+    /// executor has in flight would each be polled at every wake-up of the others. A panic is
+    /// answered as `Panicked` and restarts the actor, as in `guarded`.
+    fn task<T: 'static>(
+        &self,
+        ctx: &Context<Self>,
+        job: impl Future<Output = Result<T, StoreError>> + 'static,
+    ) -> ResponseFuture<Result<T, ExecutorError>> {
+        let (index, executor) = (self.index, ctx.address());
         // The context the mailbox made current (`Queued`), for the statements' spans.
         let trace = self.trace();
         let job = async move {
-            let mut conn = pool.get().await?;
-            let work = work(&mut conn);
-            let done = match trace {
-                Some(trace) => work.with_context(trace).await,
-                None => work.await,
-            };
-            done.map_err(|e| e.on_connection(&mut conn))
+            match trace {
+                Some(trace) => job.with_context(trace).await,
+                None => job.await,
+            }
         };
         Box::pin(async move {
             match AssertUnwindSafe(job).catch_unwind().await {
@@ -175,15 +213,16 @@ impl DbExecutor {
             .as_ref()
             .and_then(|traces| batch_span(traces, &traced, requests.len()));
         let (pool, relay) = (self.pool.clone(), self.relay.clone());
+        let positioned = self.replicas.is_some();
         let job = async move {
-            let results = match &batch {
+            let (results, position) = match &batch {
                 // The batch's statements are its children.
                 Some(batch) => {
-                    store_batch(&pool, &requests, &relay)
+                    store_batch(&pool, &requests, &relay, positioned)
                         .with_context(batch.clone())
                         .await
                 }
-                None => store_batch(&pool, &requests, &relay).await,
+                None => store_batch(&pool, &requests, &relay, positioned).await,
             };
             if let Some(batch) = batch {
                 batch.span().end();
@@ -195,7 +234,11 @@ impl DbExecutor {
             metrics::create_batch(requests.len(), created);
             for (reply, result) in replies.into_iter().zip(results) {
                 // The requester may have gone away; its order is stored all the same.
-                let _ = reply.send(result.map_err(ExecutorError::from));
+                let _ = reply.send(
+                    result
+                        .map(|value| Positioned { value, position })
+                        .map_err(ExecutorError::from),
+                );
             }
             Ok(())
         };
@@ -239,29 +282,32 @@ fn batch_span(traces: &Traces, traced: &[TraceContext], orders: usize) -> Option
 }
 
 /// Writes a batch in one transaction. If that fails for any reason but an unreachable
-/// database, writes each request alone, so that one bad order cannot fail the others.
+/// database, writes each request alone, so that one bad order cannot fail the others. With
+/// `positioned`, also answers the point after the commits, for the requests' tokens.
 async fn store_batch(
     pool: &Pool,
     requests: &[CreateRequest],
     relay: &Relay,
-) -> Vec<Result<Created, StoreError>> {
+    positioned: bool,
+) -> (Vec<Result<Created, StoreError>>, Option<ConsistencyToken>) {
     let unavailable = |cause: &str| {
-        requests
+        let results = requests
             .iter()
             .map(|_| Err(StoreError::Unavailable(cause.to_owned())))
-            .collect()
+            .collect();
+        (results, None)
     };
     let mut conn = match pool.get().await {
         Ok(conn) => conn,
         Err(StoreError::Unavailable(cause)) => return unavailable(&cause),
         Err(e) => return unavailable(&e.to_string()),
     };
-    match insert(&mut conn, requests, relay)
+    let results = match insert(&mut conn, requests, relay)
         .await
         .map_err(|e| e.on_connection(&mut conn))
     {
         Ok(outcomes) => outcomes,
-        Err(StoreError::Unavailable(cause)) => unavailable(&cause),
+        Err(StoreError::Unavailable(cause)) => return unavailable(&cause),
         Err(e) => {
             if requests.len() > 1 {
                 log::warn!(
@@ -275,7 +321,17 @@ async fn store_batch(
             }
             results
         }
-    }
+    };
+    let position = if positioned {
+        // The orders are stored: without a token their clients are answered all the same.
+        db::current_position(&mut conn)
+            .await
+            .inspect_err(|e| log::warn!("no consistency token for a batch of creates: {e}"))
+            .ok()
+    } else {
+        None
+    };
+    (results, position)
 }
 
 /// Writes one request in its own transaction. A key that a concurrent request inserted first
@@ -367,7 +423,7 @@ impl Supervised for DbExecutor {
 }
 
 impl Handler<CreateOrder> for DbExecutor {
-    type Result = ResponseFuture<Result<Created, ExecutorError>>;
+    type Result = ResponseFuture<Result<Positioned<Created>, ExecutorError>>;
 
     fn handle(
         &mut self,
@@ -390,31 +446,61 @@ impl Handler<CreateOrder> for DbExecutor {
 }
 
 impl Handler<GetOrder> for DbExecutor {
-    type Result = ResponseFuture<Result<Option<Order>, ExecutorError>>;
+    type Result = ResponseFuture<Result<Positioned<Option<Order>>, ExecutorError>>;
 
-    fn handle(&mut self, GetOrder(id): GetOrder, ctx: &mut Context<Self>) -> Self::Result {
-        self.run(ctx, async move |conn| db::find_order(conn, id).await)
+    fn handle(&mut self, GetOrder { id, at }: GetOrder, ctx: &mut Context<Self>) -> Self::Result {
+        let read = Read {
+            at,
+            positioned: false,
+        };
+        self.read(ctx, read, Option::is_some, async move |conn| {
+            db::find_order(conn, id).await
+        })
     }
 }
 
 impl Handler<GetHistory> for DbExecutor {
-    type Result = ResponseFuture<Result<Option<Vec<StatusChange>>, ExecutorError>>;
+    type Result = ResponseFuture<Result<Positioned<Option<Vec<StatusChange>>>, ExecutorError>>;
 
-    fn handle(&mut self, GetHistory(id): GetHistory, ctx: &mut Context<Self>) -> Self::Result {
-        self.run(ctx, async move |conn| db::status_history(conn, id).await)
+    fn handle(
+        &mut self,
+        GetHistory { id, at }: GetHistory,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        let read = Read {
+            at,
+            positioned: false,
+        };
+        self.read(ctx, read, Option::is_some, async move |conn| {
+            db::status_history(conn, id).await
+        })
     }
 }
 
 impl Handler<ListOrders> for DbExecutor {
-    type Result = ResponseFuture<Result<OrderPage, ExecutorError>>;
+    type Result = ResponseFuture<Result<Positioned<OrderPage>, ExecutorError>>;
 
-    fn handle(&mut self, ListOrders(page): ListOrders, ctx: &mut Context<Self>) -> Self::Result {
-        self.run(ctx, async move |conn| db::orders_page(conn, page).await)
+    fn handle(
+        &mut self,
+        ListOrders { page, at }: ListOrders,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        // The next page must be read at this page's point or later.
+        let read = Read {
+            at,
+            positioned: self.replicas.is_some(),
+        };
+        self.read(
+            ctx,
+            read,
+            |_| true,
+            async move |conn| db::orders_page(conn, &page).await,
+        )
     }
 }
 
 impl Handler<ChangeStatus> for DbExecutor {
-    type Result = ResponseFuture<Result<Order, ExecutorError>>;
+    type Result = ResponseFuture<Result<Positioned<Order>, ExecutorError>>;
 
     fn handle(
         &mut self,
@@ -427,6 +513,7 @@ impl Handler<ChangeStatus> for DbExecutor {
     ) -> Self::Result {
         let relay = self.relay.clone();
         let traceparent = self.trace().as_ref().map(traces::traceparent);
+        let positioned = self.replicas.is_some();
         self.run(ctx, async move |conn| {
             let changed = db::change_status(
                 conn,
@@ -442,7 +529,19 @@ impl Handler<ChangeStatus> for DbExecutor {
                 metrics::status_changed(moved.event.from, moved.event.to);
                 relay.status_changed(changed.began, moved);
             }
-            Ok(changed.order)
+            let position = if positioned {
+                // The change is committed: without a token its client is answered all the same.
+                db::current_position(conn)
+                    .await
+                    .inspect_err(|e| log::warn!("no consistency token for a status change: {e}"))
+                    .ok()
+            } else {
+                None
+            };
+            Ok(Positioned {
+                value: changed.order,
+                position,
+            })
         })
     }
 }
@@ -558,7 +657,7 @@ mod tests {
         let pool = pool();
         let (relay, _) = Relay::start(pool.clone(), tokio::sync::watch::Sender::new(()), None);
         let executors = Executors::default();
-        let executor = executors.start(pool, Duration::from_secs(2), relay);
+        let executor = executors.start(pool, None, Duration::from_secs(2), relay);
         executor
             .send(CheckHealth)
             .await

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use actix::{Addr, Context, Handler, Message, ResponseFuture, Supervisor};
 use opentelemetry::trace::{Span, SpanKind};
 
-use super::{DbExecutor, ExecutorError, Relay};
+use super::{DbExecutor, ExecutorError, Relay, Replicas};
 use crate::db::Pool;
 use crate::traces::{self, TraceContext, Traces};
 
@@ -39,10 +39,16 @@ impl Executors {
         }
     }
 
-    /// Starts an executor under a `Supervisor` on the current thread's arbiter, with `pool` to
-    /// itself. Only the thread that sends to it should use that pool: a connection's socket is
-    /// driven on the thread that opened it.
-    pub fn start(&self, pool: Pool, ping_timeout: Duration, relay: Relay) -> Executor {
+    /// Starts an executor under a `Supervisor` on the current thread's arbiter, with `pool`
+    /// (and `replicas`' pool, if any) to itself. Only the thread that sends to it should use
+    /// them: a connection's socket is driven on the thread that opened it.
+    pub fn start(
+        &self,
+        pool: Pool,
+        replicas: Option<Replicas>,
+        ping_timeout: Duration,
+        relay: Relay,
+    ) -> Executor {
         let index = self.started.fetch_add(1, Ordering::Relaxed);
         let waiting = Arc::new(AtomicUsize::new(0));
         {
@@ -59,7 +65,9 @@ impl Executors {
         Executor {
             addr: Supervisor::start({
                 let traces = traces.clone();
-                move |_| DbExecutor::new(index, pool, ping_timeout, relay, restarts, traces)
+                move |_| {
+                    DbExecutor::new(index, pool, replicas, ping_timeout, relay, restarts, traces)
+                }
             }),
             waiting,
             traced: traces.is_some(),

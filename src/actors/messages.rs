@@ -1,36 +1,48 @@
 use actix::Message;
 
-use super::ExecutorError;
+use super::{ExecutorError, Positioned};
 use crate::db::{Created, EventPage, OrderPage};
 use crate::domain::{
-    CreateRequest, DeliveryReport, EventId, EventsRequest, Order, OrderId, OrderStatus,
-    PageRequest, Precondition, StatusChange,
+    ConsistencyToken, CreateRequest, DeliveryReport, EventId, EventsRequest, Order, OrderId,
+    OrderStatus, PageRequest, Precondition, StatusChange,
 };
+
+// Writes answer the point they committed at, and reads take the point they must see (a
+// client's `Consistency-Token`): both only mean something with replicas configured.
 
 /// Store a validated order with its items, unless its idempotency key was seen before.
 #[derive(Message)]
-#[rtype(result = "Result<Created, ExecutorError>")]
+#[rtype(result = "Result<Positioned<Created>, ExecutorError>")]
 pub struct CreateOrder(pub CreateRequest);
 
 /// Read one order with its items; `None` when absent.
 #[derive(Message)]
-#[rtype(result = "Result<Option<Order>, ExecutorError>")]
-pub struct GetOrder(pub OrderId);
+#[rtype(result = "Result<Positioned<Option<Order>>, ExecutorError>")]
+pub struct GetOrder {
+    pub id: OrderId,
+    pub at: Option<ConsistencyToken>,
+}
 
 /// Read an order's status changes, oldest first; `None` when there is no such order.
 #[derive(Message)]
-#[rtype(result = "Result<Option<Vec<StatusChange>>, ExecutorError>")]
-pub struct GetHistory(pub OrderId);
+#[rtype(result = "Result<Positioned<Option<Vec<StatusChange>>>, ExecutorError>")]
+pub struct GetHistory {
+    pub id: OrderId,
+    pub at: Option<ConsistencyToken>,
+}
 
-/// Read one page of the newest-first list.
+/// Read one page of the newest-first list; it answers the point it was read at.
 #[derive(Message)]
-#[rtype(result = "Result<OrderPage, ExecutorError>")]
-pub struct ListOrders(pub PageRequest);
+#[rtype(result = "Result<Positioned<OrderPage>, ExecutorError>")]
+pub struct ListOrders {
+    pub page: PageRequest,
+    pub at: Option<ConsistencyToken>,
+}
 
 /// Move an order to another status, if the state machine allows it and the order is still at
 /// a version the precondition accepts.
 #[derive(Message)]
-#[rtype(result = "Result<Order, ExecutorError>")]
+#[rtype(result = "Result<Positioned<Order>, ExecutorError>")]
 pub struct ChangeStatus {
     pub id: OrderId,
     pub to: OrderStatus,

@@ -4,6 +4,7 @@
 //!   a connection from its own bb8 pool, and group-commits creates.
 //! - `executors`: the supervised set of them, one per HTTP worker thread, and what `/metrics`
 //!   reads of them: what waits in their mailboxes, their pools, their restarts.
+//! - `reads`: where a read is served, a replica or the primary, and what it must see there.
 //! - `relay`: what follows a commit that wrote events (the feed's readers woken, the events
 //!   handed to the dispatcher), and the connection that LISTENs for other instances' commits.
 //! - `dispatcher`: the webhook dispatcher, a task beside the executors (not an actor) that
@@ -16,6 +17,7 @@ mod dispatcher;
 mod executor;
 mod executors;
 mod messages;
+mod reads;
 mod relay;
 
 pub use dispatcher::{start_dispatcher, DispatcherHandle, WebhookSettings};
@@ -25,4 +27,5 @@ pub use messages::{
     ChangeStatus, CheckHealth, CreateOrder, GetDeliveries, GetHistory, GetOrder, ListEvents,
     ListOrders, PurgeEvents, PurgeIdempotencyKeys,
 };
+pub use reads::{Positioned, ReadSettings, Replicas};
 pub use relay::{listen_for_events, Relay};

@@ -4,7 +4,7 @@ use actix_cors::Cors;
 use actix_web::http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use actix_web::http::Method;
 
-use super::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, X_REQUEST_ID};
+use super::headers::{CONSISTENCY_TOKEN, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, X_REQUEST_ID};
 
 /// How long a browser may reuse a preflight answer.
 const PREFLIGHT_MAX_AGE_SECS: usize = 3600;
@@ -64,12 +64,19 @@ impl CorsOrigins {
 pub fn cors(origins: &CorsOrigins) -> Cors {
     let cors = Cors::default()
         .allowed_methods([Method::GET, Method::POST, Method::PUT])
-        .allowed_headers([AUTHORIZATION, CONTENT_TYPE, IDEMPOTENCY_KEY, X_REQUEST_ID])
+        .allowed_headers([
+            AUTHORIZATION,
+            CONTENT_TYPE,
+            IDEMPOTENCY_KEY,
+            CONSISTENCY_TOKEN,
+            X_REQUEST_ID,
+        ])
         .expose_headers([
             ALLOW,
             LOCATION,
             RETRY_AFTER,
             IDEMPOTENT_REPLAYED,
+            CONSISTENCY_TOKEN,
             X_REQUEST_ID,
         ])
         .max_age(PREFLIGHT_MAX_AGE_SECS);

@@ -32,6 +32,7 @@ pub enum ErrorCode {
     InvalidQuery,
     InvalidPath,
     InvalidIdempotencyKey,
+    InvalidConsistencyToken,
     UnknownParameter,
     /// Refused by a layer before our handlers (a CORS preflight from an origin not allowed).
     RequestRejected,

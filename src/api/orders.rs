@@ -1,19 +1,19 @@
 use actix_web::http::header::{self, ETag, EntityTag, Header, IfMatch, IfNoneMatch};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ErrorBody, ErrorCode};
-use super::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
+use super::headers::{CONSISTENCY_TOKEN, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 use super::json::{Field, Integer, JsonKind};
 use super::params::reject_unknown_parameters;
 use super::ApiError;
 use crate::actors::{ChangeStatus, CreateOrder, Executor, GetHistory, GetOrder, ListOrders};
 use crate::db::Created;
 use crate::domain::{
-    CreateRequest, Cursor, FilterInput, IdempotencyKey, ItemInput, ListFilter, NewOrder, Order,
-    OrderId, OrderStatus, PageLimit, PageRequest, Precondition, StatusChange, UnknownStatus,
-    ValidationErrors,
+    ConsistencyToken, CreateRequest, Cursor, FilterInput, IdempotencyKey, ItemInput, ListFilter,
+    NewOrder, Order, OrderId, OrderStatus, PageLimit, PageRequest, Precondition, StatusChange,
+    UnknownStatus, ValidationErrors,
 };
 
 /// A new order. Every problem is reported at once, as `400 validation_failed` with one
@@ -112,7 +112,9 @@ fn parse_id(id: &str) -> Result<OrderId, ApiError> {
     responses(
         (status = 201, description = "Stored with its items and first history row, or replayed for a repeated Idempotency-Key", body = Order,
             headers(("location" = String, description = "/api/v1/orders/{id} of the new order"),
-                    ("idempotent-replayed" = String, description = "`true` when the answer replays an earlier request with the same Idempotency-Key"))),
+                    ("idempotent-replayed" = String, description = "`true` when the answer replays an earlier request with the same Idempotency-Key"),
+                    ("consistency-token" = String, description = "Only with replicas configured: an opaque token of this write. Sent back as `Consistency-Token` \
+                        on a read, it makes the read see this write or something newer"))),
         (status = 422, description = "The Idempotency-Key was used before with a different body (`idempotency_key_reused`)", body = ErrorBody),
         (status = 400, description = "`validation_failed`: every field that is missing, of the wrong JSON type or breaking a rule, one `details` entry each; \
             `invalid_json`: the body is not JSON at all; `invalid_body`: the body could not be read; `invalid_idempotency_key`", body = ErrorBody),
@@ -143,19 +145,20 @@ pub async fn create_order(
         items,
     )?;
     let key = idempotency_key(&http)?;
-    let (order, replayed) = match executor
+    let created = executor
         .send(CreateOrder(CreateRequest {
             order,
             key,
             // The executor fills it in when traces are on.
             traceparent: None,
         }))
-        .await?
-    {
+        .await?;
+    let (order, replayed) = match created.value {
         Created::New(order) => (order, false),
         Created::Replayed(order) => (order, true),
     };
     let mut response = HttpResponse::Created();
+    with_token(&mut response, created.position);
     response.insert_header((
         header::LOCATION,
         format!("/api/v1/orders/{}", order.id.get()),
@@ -164,6 +167,26 @@ pub async fn create_order(
         response.insert_header((IDEMPOTENT_REPLAYED, "true"));
     }
     Ok(response.json(order))
+}
+
+/// The request's `Consistency-Token`; `None` without one.
+fn consistency_token(http: &HttpRequest) -> Result<Option<ConsistencyToken>, ApiError> {
+    let Some(value) = http.headers().get(CONSISTENCY_TOKEN) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .map_err(|e| e.to_string())
+        .and_then(ConsistencyToken::parse)
+        .map(Some)
+        .map_err(|message| ApiError::bad_request(ErrorCode::InvalidConsistencyToken, message))
+}
+
+/// Gives the answer its `Consistency-Token`, when replicas are configured.
+fn with_token(response: &mut HttpResponseBuilder, position: Option<ConsistencyToken>) {
+    if let Some(position) = position {
+        response.insert_header((CONSISTENCY_TOKEN, position.to_string()));
+    }
 }
 
 fn idempotency_key(http: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
@@ -187,13 +210,15 @@ fn idempotency_key(http: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiErro
     params(
         ("id" = i64, Path, description = "The order's id, a positive 64-bit integer", minimum = 1),
         ("If-None-Match" = Option<String>, Header, description = "The `ETag` of a copy the client holds: `304` while it is current"),
+        ("Consistency-Token" = Option<String>, Header, description = "A `Consistency-Token` this API answered: the read sees that point or something newer"),
     ),
     responses(
         (status = 200, description = "The order with its items", body = Order,
             headers(("etag" = String, description = "The order's version; it changes with every status change"))),
         (status = 304, description = "`If-None-Match` named the current version: no body",
             headers(("etag" = String, description = "The order's version"))),
-        (status = 400, description = "The id is not a positive 64-bit integer (`invalid_id`)", body = ErrorBody),
+        (status = 400, description = "The id is not a positive 64-bit integer (`invalid_id`), or a bad \
+            `Consistency-Token` (`invalid_consistency_token`)", body = ErrorBody),
         (status = 404, description = "No such order", body = ErrorBody),
     ),
 )]
@@ -203,9 +228,11 @@ pub async fn get_order(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
+    let at = consistency_token(&http)?;
     let order = executor
-        .send(GetOrder(id))
+        .send(GetOrder { id, at })
         .await?
+        .value
         .ok_or(ApiError::OrderNotFound)?;
     let tag = entity_tag(&order);
     // A malformed If-None-Match is ignored: the full answer is always a safe one.
@@ -272,12 +299,16 @@ const LIST_PARAMETERS: [&str; 6] = [
             example = "2026-11-24T00:00:00Z"),
         ("created_before" = Option<String>, Query, format = DateTime, description = "Only orders created before this RFC 3339 time (exclusive); \
             must be later than `created_after`", example = "2026-11-25T00:00:00Z"),
+        ("Consistency-Token" = Option<String>, Header, description = "A `Consistency-Token` this API answered: the read sees that point or something newer"),
     ),
     responses(
-        (status = 200, description = "Newest first, by `created_at` then `id`; the filters combine with AND", body = OrderPageResponse),
+        (status = 200, description = "Newest first, by `created_at` then `id`; the filters combine with AND", body = OrderPageResponse,
+            headers(("consistency-token" = String, description = "Only with replicas configured: an opaque token of the point \
+                this page was read at; `next_cursor` carries it, so that the next page is read there or later"))),
         (status = 400, description = "A bad `limit` (`invalid_limit`) or `cursor` (`invalid_cursor`, also for a cursor sent with other filters \
             than its page's), bad filters (`validation_failed`, one detail per parameter), a parameter the route does not take \
-            (`unknown_parameter`), or a query string that cannot be read (`invalid_query`)", body = ErrorBody),
+            (`unknown_parameter`), a query string that cannot be read (`invalid_query`), or a bad `Consistency-Token` \
+            (`invalid_consistency_token`)", body = ErrorBody),
     ),
 )]
 pub async fn list_orders(
@@ -300,16 +331,27 @@ pub async fn list_orders(
         .map(|cursor| Cursor::parse(cursor, &filter))
         .transpose()
         .map_err(|m| ApiError::bad_request(ErrorCode::InvalidCursor, m))?;
+    // The page sees what the client has seen: its own writes, and the page before.
+    let at = consistency_token(&http)?.max(after.and_then(|cursor| cursor.read_at));
     let page = executor
-        .send(ListOrders(PageRequest {
-            limit,
-            filter: filter.clone(),
-            after,
-        }))
+        .send(ListOrders {
+            page: PageRequest {
+                limit,
+                filter: filter.clone(),
+                after,
+            },
+            at,
+        })
         .await?;
-    Ok(HttpResponse::Ok().json(OrderPageResponse {
-        orders: page.orders,
-        next_cursor: page.next.map(|cursor| cursor.token(&filter)),
+    let read_at = page.position;
+    let mut response = HttpResponse::Ok();
+    with_token(&mut response, read_at);
+    Ok(response.json(OrderPageResponse {
+        orders: page.value.orders,
+        next_cursor: page
+            .value
+            .next
+            .map(|cursor| Cursor { read_at, ..cursor }.token(&filter)),
     }))
 }
 
@@ -318,21 +360,28 @@ pub async fn list_orders(
     get,
     path = "/api/v1/orders/{id}/history",
     tag = "orders",
-    params(("id" = i64, Path, description = "The order's id, a positive 64-bit integer", minimum = 1)),
+    params(
+        ("id" = i64, Path, description = "The order's id, a positive 64-bit integer", minimum = 1),
+        ("Consistency-Token" = Option<String>, Header, description = "A `Consistency-Token` this API answered: the read sees that point or something newer"),
+    ),
     responses(
         (status = 200, description = "Every status the order had, from its creation on, each written in the same transaction as the change", body = HistoryResponse),
-        (status = 400, description = "The id is not a positive 64-bit integer", body = ErrorBody),
+        (status = 400, description = "The id is not a positive 64-bit integer (`invalid_id`), or a bad `Consistency-Token` \
+            (`invalid_consistency_token`)", body = ErrorBody),
         (status = 404, description = "No such order", body = ErrorBody),
     ),
 )]
 pub async fn order_history(
     executor: web::Data<Executor>,
+    http: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
+    let at = consistency_token(&http)?;
     let history = executor
-        .send(GetHistory(id))
+        .send(GetHistory { id, at })
         .await?
+        .value
         .ok_or(ApiError::OrderNotFound)?;
     Ok(HttpResponse::Ok().json(HistoryResponse {
         order_id: id,
@@ -352,7 +401,9 @@ pub async fn order_history(
     request_body = StatusRequest,
     responses(
         (status = 200, description = "The order after the change (unchanged when it already had that status)", body = Order,
-            headers(("etag" = String, description = "The order's version after the change"))),
+            headers(("etag" = String, description = "The order's version after the change"),
+                    ("consistency-token" = String, description = "Only with replicas configured: an opaque token of this write. Sent back as `Consistency-Token` \
+                        on a read, it makes the read see this write or something newer"))),
         (status = 400, description = "`validation_failed` (no status, not a string, or unknown), `invalid_id`, `invalid_json`, `invalid_body`", body = ErrorBody),
         (status = 404, description = "No such order", body = ErrorBody),
         (status = 408, description = "Body not received within the request timeout", body = ErrorBody),
@@ -376,14 +427,16 @@ pub async fn update_status(
         .given()
         .and_then(|status| status.parse().map_err(|e: UnknownStatus| e.to_string()))
         .map_err(|message| ValidationErrors::single("status", message))?;
-    let order = executor
+    let changed = executor
         .send(ChangeStatus {
             id,
             to,
             precondition,
         })
         .await?;
-    Ok(HttpResponse::Ok()
-        .insert_header(ETag(entity_tag(&order)))
-        .json(order))
+    let mut response = HttpResponse::Ok();
+    with_token(&mut response, changed.position);
+    Ok(response
+        .insert_header(ETag(entity_tag(&changed.value)))
+        .json(changed.value))
 }

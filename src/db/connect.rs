@@ -15,7 +15,7 @@ use diesel_async::AsyncPgConnection;
 use native_tls::{Certificate, TlsConnector};
 use percent_encoding::percent_decode_str;
 use postgres_native_tls::MakeTlsConnector;
-use tokio_postgres::config::{SslMode as WireSslMode, TargetSessionAttrs};
+use tokio_postgres::config::{LoadBalanceHosts, SslMode as WireSslMode, TargetSessionAttrs};
 use tokio_postgres::NoTls;
 
 use crate::error_chain::error_chain;
@@ -84,6 +84,31 @@ impl ConnectOptions {
     /// `sslrootcert` trust the system's CA store (libpq's `sslrootcert=system`), and a URL with
     /// several hosts and no `target_session_attrs` gets `read-write`, since this service writes.
     pub fn parse(url: &str) -> Result<Self, ConnectOptionsError> {
+        Self::parse_with(url, |config| {
+            config.target_session_attrs(TargetSessionAttrs::ReadWrite);
+        })
+    }
+
+    /// Parses a URL of replicas to read from, as `parse` does, but a URL with several hosts
+    /// and no `target_session_attrs` gets `read-only` (standbys: the primary's reads have a
+    /// pool of their own), and without `load_balance_hosts` it gets `random`, so that the
+    /// connections spread over the standbys instead of all going to the first.
+    pub fn parse_for_reads(url: &str) -> Result<Self, ConnectOptionsError> {
+        let mut options = Self::parse_with(url, |config| {
+            config.target_session_attrs(TargetSessionAttrs::ReadOnly);
+        })?;
+        if !url.contains("load_balance_hosts=") {
+            options.config.load_balance_hosts(LoadBalanceHosts::Random);
+        }
+        Ok(options)
+    }
+
+    /// `parse`, with `several_hosts` setting what a URL naming several hosts and no
+    /// `target_session_attrs` wants of the one it connects to.
+    fn parse_with(
+        url: &str,
+        several_hosts: impl FnOnce(&mut tokio_postgres::Config),
+    ) -> Result<Self, ConnectOptionsError> {
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let mut ssl_mode = SslMode::Prefer;
         let mut root_cert = None;
@@ -120,7 +145,7 @@ impl ConnectOptions {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
         if config.get_hosts().len() > 1 && !session_attrs_given {
-            config.target_session_attrs(TargetSessionAttrs::ReadWrite);
+            several_hosts(&mut config);
         }
         let tls = match ssl_mode {
             SslMode::Disable => None,
@@ -254,6 +279,36 @@ mod tests {
         let single = parse("postgres://u@a/db");
         assert_eq!(
             single.config.get_target_session_attrs(),
+            TargetSessionAttrs::Any
+        );
+    }
+
+    #[test]
+    fn several_read_hosts_want_a_standby_picked_at_random_unless_told_otherwise() {
+        let reads = |url: &str| {
+            ConnectOptions::parse_for_reads(url).unwrap_or_else(|e| panic!("{url}: {e}"))
+        };
+        let options = reads("postgres://u@a,b/db");
+        assert_eq!(
+            options.config.get_target_session_attrs(),
+            TargetSessionAttrs::ReadOnly
+        );
+        assert_eq!(
+            options.config.get_load_balance_hosts(),
+            LoadBalanceHosts::Random
+        );
+        let told = reads("postgres://u@a,b/db?target_session_attrs=any&load_balance_hosts=disable");
+        assert_eq!(
+            told.config.get_target_session_attrs(),
+            TargetSessionAttrs::Any
+        );
+        assert_eq!(
+            told.config.get_load_balance_hosts(),
+            LoadBalanceHosts::Disable
+        );
+        // One host, such as a load balancer's read port: whatever answers there.
+        assert_eq!(
+            reads("postgres://u@a/db").config.get_target_session_attrs(),
             TargetSessionAttrs::Any
         );
     }

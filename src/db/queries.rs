@@ -150,10 +150,10 @@ fn page_query(page: &PageRequest) -> PageQuery<'_> {
 /// One page of the list; the items of the whole page come in one query.
 pub async fn orders_page(
     conn: &mut AsyncPgConnection,
-    page: PageRequest,
+    page: &PageRequest,
 ) -> Result<OrderPage, StoreError> {
     let limit = page.limit.get();
-    let mut rows: Vec<OrderRow> = page_query(&page).load(conn).await?;
+    let mut rows: Vec<OrderRow> = page_query(page).load(conn).await?;
     let has_more = rows.len() > limit;
     rows.truncate(limit);
 
@@ -161,6 +161,8 @@ pub async fn orders_page(
         Some(last) if has_more => Some(Cursor {
             created_at: last.created_at,
             id: OrderId::from_stored(last.id),
+            // The caller knows where the page was read.
+            read_at: None,
         }),
         _ => None,
     };

@@ -5,6 +5,7 @@
 //! re-check input. Nothing in this module may touch the database, actors or HTTP. The types
 //! the API shows derive `ToSchema` next to `Serialize`: both describe the same JSON.
 
+mod consistency;
 mod email;
 mod event;
 mod filter;
@@ -20,6 +21,7 @@ mod validation;
 mod version;
 mod webhook;
 
+pub use consistency::ConsistencyToken;
 pub use email::Email;
 pub use event::{
     parse_event_types, parse_wait, Event, EventData, EventId, EventPosition, EventType,

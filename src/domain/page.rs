@@ -2,7 +2,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::{ListFilter, OrderId};
+use super::{ConsistencyToken, ListFilter, OrderId};
 
 const DEFAULT_LIMIT: u8 = 10;
 const MAX_LIMIT: u8 = 100;
@@ -36,10 +36,16 @@ impl PageLimit {
 /// The legacy `<RFC 3339 time>_<id>` cursor (`2025-06-14T17:47:05Z_1`) is accepted too,
 /// with any filter, as it carries none. Timestamps keep PostgreSQL's full microsecond
 /// precision, so orders created within the same second are never skipped.
+///
+/// With reads served by replicas, the token also carries the point its page was read at, so
+/// that the next page is read at that point or later, wherever it lands: a walk through the
+/// pages never sees the list go back in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
     pub created_at: DateTime<Utc>,
     pub id: OrderId,
+    /// Where the page that handed it out was read; `None` when every read is on the primary.
+    pub read_at: Option<ConsistencyToken>,
 }
 
 impl Cursor {
@@ -54,7 +60,17 @@ impl Cursor {
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .and_then(|token| {
                 let (fingerprint, position) = token.split_once(TOKEN_SEPARATOR)?;
-                Some((fingerprint.to_owned(), Self::parse_plain(position)?))
+                let (position, read_at) = match position.split_once(READ_AT_SEPARATOR) {
+                    Some((position, read_at)) => {
+                        (position, Some(ConsistencyToken::parse(read_at).ok()?))
+                    }
+                    None => (position, None),
+                };
+                let cursor = Self {
+                    read_at,
+                    ..Self::parse_plain(position)?
+                };
+                Some((fingerprint.to_owned(), cursor))
             })
             .ok_or_else(|| format!("cursor {text:?} is not a next_cursor returned by this API"))?;
         if fingerprint != filter.fingerprint() {
@@ -70,11 +86,11 @@ impl Cursor {
 
     /// The `next_cursor` to hand out: this position, bound to `filter`.
     pub fn token(&self, filter: &ListFilter) -> String {
-        URL_SAFE_NO_PAD.encode(format!(
-            "{}{TOKEN_SEPARATOR}{}",
-            filter.fingerprint(),
-            self.plain()
-        ))
+        let mut token = format!("{}{TOKEN_SEPARATOR}{}", filter.fingerprint(), self.plain());
+        if let Some(read_at) = self.read_at {
+            token = format!("{token}{READ_AT_SEPARATOR}{read_at}");
+        }
+        URL_SAFE_NO_PAD.encode(token)
     }
 
     /// `<RFC 3339 time>_<id>`.
@@ -83,6 +99,7 @@ impl Cursor {
         Some(Self {
             created_at: DateTime::parse_from_rfc3339(time).ok()?.with_timezone(&Utc),
             id: OrderId::parse(id).ok()?,
+            read_at: None,
         })
     }
 
@@ -94,6 +111,9 @@ impl Cursor {
 
 /// Between the filter's fingerprint and the position inside a token.
 const TOKEN_SEPARATOR: char = '.';
+/// Between the position and the point its page was read at, when there is one: a character
+/// that RFC 3339 times never hold.
+const READ_AT_SEPARATOR: char = '@';
 
 /// One page request of the order list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +188,22 @@ mod tests {
             plain("2026-11-24T13:05:01.123456Z_42").token(&ListFilter::default()),
             "NjY2ODdhYWRmODYyYmQ3Ny4yMDI2LTExLTI0VDEzOjA1OjAxLjEyMzQ1NlpfNDI"
         );
+    }
+
+    #[test]
+    fn a_token_carries_the_point_its_page_was_read_at() {
+        let read_at = ConsistencyToken::parse("16/B374D848").unwrap();
+        let cursor = Cursor {
+            read_at: Some(read_at),
+            ..plain("2025-06-14T17:47:05.123456Z_42")
+        };
+        let token = cursor.token(&pending());
+        assert_eq!(Cursor::parse(&token, &pending()), Ok(cursor));
+        let tampered = URL_SAFE_NO_PAD.encode(format!(
+            "{}.2025-06-14T17:47:05Z_1@not-a-point",
+            pending().fingerprint()
+        ));
+        assert!(Cursor::parse(&tampered, &pending()).is_err());
     }
 
     #[test]

@@ -282,7 +282,33 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 /// Starts the application while no other test app runs, for tests that check by how much their
 /// own requests move the metrics.
 pub async fn spawn_app_alone() -> TestApp {
-    start(|_| {}, ALL_PERMITS).await
+    spawn_app_alone_with(|_| {}).await
+}
+
+/// `spawn_app_alone`, with settings adjusted by `tweak`.
+pub async fn spawn_app_alone_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    start(tweak, ALL_PERMITS).await
+}
+
+/// The app's `/metrics`, in Prometheus' text format.
+pub async fn scrape(app: &TestApp) -> String {
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"),
+        "Prometheus text format"
+    );
+    response.text().await.unwrap()
+}
+
+/// One sample's value in a `/metrics` text; 0 when the series is absent.
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 async fn start(tweak: impl FnOnce(&mut Config), metrics_permits: u32) -> TestApp {

@@ -18,5 +18,6 @@ mod list_filters;
 mod list_orders;
 mod observability;
 mod openapi;
+mod reads;
 mod traces;
 mod update_status;

@@ -4,7 +4,8 @@ use order_service::api::{ApiKeys, CorsOrigins};
 use reqwest::{Method, Response};
 
 use crate::helpers::{
-    error_body, logged, seed_order, spawn_app, spawn_app_alone, spawn_app_with, TestApp,
+    error_body, logged, sample, scrape, seed_order, spawn_app, spawn_app_alone, spawn_app_with,
+    TestApp,
 };
 
 fn request_id(response: &Response) -> String {
@@ -121,32 +122,12 @@ async fn a_500_logs_its_cause_under_the_request_id() {
     );
 }
 
-/// One sample's value in a `/metrics` text; 0 when the series is absent.
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// The sum of every sample of a metric, whatever its labels.
 fn total(text: &str, metric: &str) -> f64 {
     text.lines()
         .filter(|line| line.starts_with(&format!("{metric}{{")))
         .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum()
-}
-
-async fn scrape(app: &TestApp) -> String {
-    let response = app.get("/metrics").await;
-    assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain; version=0.0.4"),
-        "Prometheus text format"
-    );
-    response.text().await.unwrap()
 }
 
 #[actix_web::test]

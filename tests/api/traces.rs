@@ -13,7 +13,8 @@ use reqwest::Response;
 use serde_json::Value;
 
 use crate::helpers::{
-    logged, seed_order, spawn_app_with, traces_to, Collector, ReceivedSpan, SpanKind, TestApp,
+    logged, scrape, seed_order, spawn_app_with, traces_to, Collector, ReceivedSpan, SpanKind,
+    TestApp,
 };
 
 const CREATE: &str = "POST /api/v1/orders";
@@ -227,10 +228,6 @@ fn dropped(metrics: &str) -> f64 {
         .find_map(|line| line.strip_prefix("ordersvc_trace_spans_dropped_total "))
         .and_then(|value| value.trim().parse().ok())
         .expect("the dropped-spans counter is exposed")
-}
-
-async fn scrape(app: &TestApp) -> String {
-    app.get("/metrics").await.text().await.expect("metrics")
 }
 
 #[actix_web::test]

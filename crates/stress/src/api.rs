@@ -127,6 +127,8 @@ struct Target {
     authorization: Option<HeaderValue>,
     /// Sent with every load request when set, to measure the server's compression.
     accept_encoding: Option<HeaderValue>,
+    /// Sent with every load request when set, to measure the server's check of it.
+    consistency_token: Option<HeaderValue>,
     timeout: Duration,
     /// With --max-idle: the connections the workers share between requests.
     idle: Option<IdlePool>,
@@ -166,6 +168,7 @@ impl Api {
         base_url: &str,
         api_key: Option<&str>,
         accept_encoding: Option<&str>,
+        consistency_token: Option<&str>,
         timeout: Duration,
         max_idle: Option<usize>,
     ) -> Result<Self, String> {
@@ -187,12 +190,16 @@ impl Api {
                 Ok::<_, String>(value)
             })
             .transpose()?;
-        let accept_encoding = accept_encoding
-            .map(|value| {
-                HeaderValue::from_str(value)
-                    .map_err(|_| format!("--accept-encoding {value:?} is not a header value"))
-            })
-            .transpose()?;
+        let header = |flag: &str, value: Option<&str>| {
+            value
+                .map(|value| {
+                    HeaderValue::from_str(value)
+                        .map_err(|_| format!("--{flag} {value:?} is not a header value"))
+                })
+                .transpose()
+        };
+        let accept_encoding = header("accept-encoding", accept_encoding)?;
+        let consistency_token = header("consistency-token", consistency_token)?;
         let mut headers = HeaderMap::new();
         if let Some(value) = &authorization {
             headers.insert(AUTHORIZATION, value.clone());
@@ -210,6 +217,7 @@ impl Api {
                 prefix: url.path().trim_end_matches('/').to_owned(),
                 authorization,
                 accept_encoding,
+                consistency_token,
                 timeout,
                 idle: max_idle.map(|max| IdlePool {
                     max,
@@ -318,6 +326,9 @@ impl Session {
         }
         if let Some(value) = &target.accept_encoding {
             request = request.header(ACCEPT_ENCODING, value.clone());
+        }
+        if let Some(value) = &target.consistency_token {
+            request = request.header("consistency-token", value.clone());
         }
         if body.is_some() {
             request = request.header(CONTENT_TYPE, "application/json");
@@ -477,6 +488,7 @@ mod tests {
         });
         let api = Api::new(
             &format!("http://{address}"),
+            None,
             None,
             None,
             Duration::from_secs(5),

@@ -79,6 +79,11 @@ pub struct Args {
     /// what compressing the answers costs the server.
     #[arg(long)]
     pub accept_encoding: Option<String>,
+
+    /// Send `Consistency-Token` with this value on every load request, to measure what the
+    /// server's check of a token costs reads served by replicas.
+    #[arg(long, value_name = "TOKEN")]
+    pub consistency_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

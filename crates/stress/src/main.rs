@@ -47,6 +47,7 @@ async fn run(args: &Args) -> Result<bool, String> {
         &args.base_url,
         args.api_key(),
         args.accept_encoding.as_deref(),
+        args.consistency_token.as_deref(),
         args.timeout,
         args.max_idle,
     )?;

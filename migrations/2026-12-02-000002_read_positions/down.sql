@@ -1,0 +1,2 @@
+DROP FUNCTION replay_lag_seconds();
+DROP FUNCTION wal_position();
