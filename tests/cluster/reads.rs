@@ -550,8 +550,12 @@ impl Rounds {
         match (reply.status, token) {
             (200, Some(sent)) => {
                 Self::add(&self.with_token);
-                let older = match (lsn(sent), reply.token.as_deref().map(lsn)) {
-                    (Ok(sent), Some(Ok(served))) => served < sent,
+                // A list page tells where it was read; an order or a history may, and then
+                // no earlier than the token sent. A token that cannot be read counts as older.
+                let older = match (reply.token.as_deref().map(lsn), lsn(sent), read) {
+                    (Some(Ok(served)), Ok(sent), _) => served < sent,
+                    (None, _, Read::Page) => true,
+                    (None, _, _) => false,
                     _ => true,
                 };
                 if older || !fresh(&reply.body) {
