@@ -138,6 +138,8 @@ standby_up() {
   is_running "$BENCH_DIR" || die "the benchmark cluster is not running: scripts/db.sh bench-up first"
   rm -rf "$STANDBY_DIR"
   prepare_cluster_dir "$STANDBY_DIR"
+  # PostgreSQL refuses a data folder others can read; pg_basebackup keeps the folder's mode.
+  chmod 700 "$STANDBY_DIR"
   as_pg "$bindir/pg_basebackup" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -D "$STANDBY_DIR" \
     --write-recovery-conf --checkpoint=fast
   as_pg "$bindir/pg_ctl" -D "$STANDBY_DIR" -l "$STANDBY_DIR.log" -w -t 30 -o \

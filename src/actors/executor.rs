@@ -146,7 +146,7 @@ impl DbExecutor {
     ) -> ResponseFuture<Result<Positioned<T>, ExecutorError>>
     where
         T: 'static,
-        F: AsyncFn(&mut AsyncPgConnection) -> Result<T, StoreError> + 'static,
+        F: AsyncFn(&AsyncPgConnection) -> Result<T, StoreError> + 'static,
     {
         let (primary, replicas) = (self.pool.clone(), self.replicas.clone());
         self.task(ctx, async move {
@@ -324,7 +324,7 @@ async fn store_batch(
     };
     let position = if positioned {
         // The orders are stored: without a token their clients are answered all the same.
-        db::current_position(&mut conn)
+        db::current_position(&conn)
             .await
             .inspect_err(|e| log::warn!("no consistency token for a batch of creates: {e}"))
             .ok()

@@ -98,13 +98,11 @@ impl Read {
         primary: &Pool,
         replicas: Option<&Replicas>,
         found: impl Fn(&T) -> bool,
-        work: impl AsyncFn(&mut AsyncPgConnection) -> Result<T, StoreError>,
+        work: impl AsyncFn(&AsyncPgConnection) -> Result<T, StoreError>,
     ) -> Result<Positioned<T>, StoreError> {
         let Some(replicas) = replicas else {
             let mut conn = primary.get().await?;
-            let value = work(&mut conn)
-                .await
-                .map_err(|e| e.on_connection(&mut conn))?;
+            let value = work(&conn).await.map_err(|e| e.on_connection(&mut conn))?;
             return Ok(Positioned {
                 value,
                 position: None,
@@ -125,38 +123,41 @@ impl Read {
         metrics::db_read_fallback(fallback.label());
         metrics::db_read("primary");
         let mut conn = primary.get().await?;
-        self.positioned(&mut conn, &work)
+        self.positioned(&conn, &work)
             .await
             .map_err(|e| e.on_connection(&mut conn))
     }
 
-    /// The read on a replica connection, once the replica can serve it; the reason it cannot.
+    /// The read on a replica connection, if the replica can serve it; else why not.
+    ///
+    /// The replica's standing is asked in the same round trip as the read, and before it:
+    /// diesel-async sends the statements of a connection's futures in the order they are first
+    /// polled (`join!` polls in order; a statement being prepared holds the connection's
+    /// statement cache until it is sent, so the next waits), and PostgreSQL runs them in that
+    /// order, so the read's snapshot is taken after the standing was. `pipelines_in_order`
+    /// below holds diesel-async to that. When the replica is not there yet, the read is thrown
+    /// away, and only the standing is asked again until it is.
     async fn on_replica<T>(
         &self,
         replicas: &Replicas,
-        work: &impl AsyncFn(&mut AsyncPgConnection) -> Result<T, StoreError>,
+        work: &impl AsyncFn(&AsyncPgConnection) -> Result<T, StoreError>,
     ) -> Result<Result<Positioned<T>, Fallback>, StoreError> {
         let mut conn = replicas.pool.get().await?;
+        let (standing, read) =
+            futures_util::join!(db::standing(&conn), self.positioned(&conn, work));
+        let standing = standing.map_err(|e| e.on_connection(&mut conn))?;
+        let Some(at) = self.at else {
+            if standing.lag.is_none_or(|lag| lag > replicas.max_lag) {
+                return Ok(Err(Fallback::Lag));
+            }
+            return read.map(Ok).map_err(|e| e.on_connection(&mut conn));
+        };
+        if standing.position >= at {
+            return read.map(Ok).map_err(|e| e.on_connection(&mut conn));
+        }
         let started = Instant::now();
         let mut pause = FIRST_PAUSE;
         loop {
-            // Asked before the read: the read's snapshot is taken after, so it sees at least
-            // this point.
-            let standing = db::standing(&mut conn)
-                .await
-                .map_err(|e| e.on_connection(&mut conn))?;
-            let Some(at) = self.at else {
-                if standing.lag.is_some_and(|lag| lag <= replicas.max_lag) {
-                    break;
-                }
-                return Ok(Err(Fallback::Lag));
-            };
-            if standing.position >= at {
-                if pause > FIRST_PAUSE {
-                    metrics::db_read_wait(started.elapsed());
-                }
-                break;
-            }
             let left = replicas.wait.saturating_sub(started.elapsed());
             if left.is_zero() {
                 metrics::db_read_wait(started.elapsed());
@@ -164,26 +165,87 @@ impl Read {
             }
             tokio::time::sleep(pause.min(left)).await;
             pause *= 2;
+            let standing = db::standing(&conn)
+                .await
+                .map_err(|e| e.on_connection(&mut conn))?;
+            if standing.position >= at {
+                metrics::db_read_wait(started.elapsed());
+                // Replay only moves on: a read that starts now sees at least this point.
+                return self
+                    .positioned(&conn, work)
+                    .await
+                    .map(Ok)
+                    .map_err(|e| e.on_connection(&mut conn));
+            }
         }
-        self.positioned(&mut conn, work)
-            .await
-            .map(Ok)
-            .map_err(|e| e.on_connection(&mut conn))
     }
 
-    /// `work` on `conn`, then, if this read wants it, the point it was read at: asked after
-    /// the read, so that the read's snapshot does not pass it.
+    /// `work` on `conn` and, if this read wants it, the point it was read at: asked in the
+    /// same round trip, after the read, so that the read's snapshot does not pass it.
     async fn positioned<T>(
         &self,
-        conn: &mut AsyncPgConnection,
-        work: &impl AsyncFn(&mut AsyncPgConnection) -> Result<T, StoreError>,
+        conn: &AsyncPgConnection,
+        work: &impl AsyncFn(&AsyncPgConnection) -> Result<T, StoreError>,
     ) -> Result<Positioned<T>, StoreError> {
-        let value = work(conn).await?;
-        let position = if self.positioned {
-            Some(db::current_position(conn).await?)
-        } else {
-            None
-        };
-        Ok(Positioned { value, position })
+        if !self.positioned {
+            return Ok(Positioned {
+                value: work(conn).await?,
+                position: None,
+            });
+        }
+        let (value, position) = futures_util::join!(work(conn), db::current_position(conn));
+        Ok(Positioned {
+            value: value?,
+            position: Some(position?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::sql_types::Text;
+    use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+
+    use super::*;
+
+    diesel::define_sql_function!(fn nextval(sequence: Text) -> BigInt);
+
+    /// A fresh connection with a sequence of its own; any reachable database will do.
+    async fn connection() -> AsyncPgConnection {
+        let url = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:25432/postgres".into());
+        let mut conn = AsyncPgConnection::establish(&url)
+            .await
+            .expect("`make test` starts a database");
+        conn.batch_execute("CREATE TEMPORARY SEQUENCE pipelined")
+            .await
+            .expect("a temporary sequence");
+        conn
+    }
+
+    /// What `Read::on_replica` relies on: two statements' futures on one connection, joined,
+    /// run in PostgreSQL in the order they are first polled, whether or not either statement
+    /// was prepared on that connection before.
+    #[tokio::test]
+    async fn pipelines_in_order() {
+        let first = || diesel::select(nextval("pipelined"));
+        let second = || diesel::select(nextval("pipelined") + 0_i64);
+        for warm in [None, Some("first"), Some("second"), Some("both")] {
+            let conn = connection().await;
+            if matches!(warm, Some("first" | "both")) {
+                let _: i64 = first().get_result(&mut &conn).await.unwrap();
+            }
+            if matches!(warm, Some("second" | "both")) {
+                let _: i64 = second().get_result(&mut &conn).await.unwrap();
+            }
+            for _ in 0..20 {
+                let (a, b) = futures_util::join!(
+                    first().get_result::<i64>(&mut &conn),
+                    second().get_result::<i64>(&mut &conn)
+                );
+                let (a, b) = (a.unwrap(), b.unwrap());
+                assert!(a < b, "prepared before: {warm:?}: {a} ran after {b}");
+            }
+        }
     }
 }

@@ -21,10 +21,10 @@ pub struct Standing {
 }
 
 /// The node's standing: on the primary, where it has written up to with no lag.
-pub async fn standing(conn: &mut AsyncPgConnection) -> Result<Standing, StoreError> {
+pub async fn standing(conn: &AsyncPgConnection) -> Result<Standing, StoreError> {
     let (position, lag): (i64, Option<f64>) =
         diesel::select((wal_position(), replay_lag_seconds()))
-            .get_result(conn)
+            .get_result(&mut &*conn)
             .await?;
     Ok(Standing {
         position: token(position)?,
@@ -35,10 +35,12 @@ pub async fn standing(conn: &mut AsyncPgConnection) -> Result<Standing, StoreErr
 
 /// The point every read or commit that finished before this question is at or before: after a
 /// commit, its position; after a read, a point that read's snapshot does not pass.
-pub async fn current_position(
-    conn: &mut AsyncPgConnection,
-) -> Result<ConsistencyToken, StoreError> {
-    token(diesel::select(wal_position()).get_result(conn).await?)
+pub async fn current_position(conn: &AsyncPgConnection) -> Result<ConsistencyToken, StoreError> {
+    token(
+        diesel::select(wal_position())
+            .get_result(&mut &*conn)
+            .await?,
+    )
 }
 
 fn token(bytes: i64) -> Result<ConsistencyToken, StoreError> {

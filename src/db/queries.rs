@@ -77,24 +77,27 @@ async fn record_status(
     Ok(())
 }
 
+// The reads take the connection shared: diesel-async pipelines the statements of futures made
+// on one connection, so a read and the statements around it (the replica's standing, for one)
+// go in one round trip.
+
 pub async fn find_order(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     id: OrderId,
 ) -> Result<Option<Order>, StoreError> {
-    // The items query does not wait for the order's row: diesel-async pipelines the two, so a
-    // read costs one round trip to PostgreSQL instead of two. `get_result`, not `first`: the
-    // key finds one row at most, and the `LIMIT $2` that `first` binds would keep PostgreSQL on
+    // The items query does not wait for the order's row: the two are pipelined, so a read
+    // costs one round trip to PostgreSQL instead of two. `get_result`, not `first`: the key
+    // finds one row at most, and the `LIMIT $2` that `first` binds would keep PostgreSQL on
     // custom plans, planning every read afresh.
-    let shared: &AsyncPgConnection = conn;
     let row = orders::table
         .find(id.get())
         .select(OrderRow::as_select())
-        .get_result(&mut &*shared);
+        .get_result(&mut &*conn);
     let items = order_items::table
         .filter(order_items::order_id.eq(id.get()))
         .order(order_items::id)
         .select(ItemRow::as_select())
-        .load(&mut &*shared);
+        .load(&mut &*conn);
     let (row, items) = futures_util::join!(row, items);
     match row.optional()? {
         Some(row) => row.into_order(items?).map(Some),
@@ -149,11 +152,11 @@ fn page_query(page: &PageRequest) -> PageQuery<'_> {
 
 /// One page of the list; the items of the whole page come in one query.
 pub async fn orders_page(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     page: &PageRequest,
 ) -> Result<OrderPage, StoreError> {
     let limit = page.limit.get();
-    let mut rows: Vec<OrderRow> = page_query(page).load(conn).await?;
+    let mut rows: Vec<OrderRow> = page_query(page).load(&mut &*conn).await?;
     let has_more = rows.len() > limit;
     rows.truncate(limit);
 
@@ -167,7 +170,7 @@ pub async fn orders_page(
         _ => None,
     };
     let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
-    let items = items_of(&ids).load(conn).await?;
+    let items = items_of(&ids).load(&mut &*conn).await?;
     let orders = with_items(rows, items)?;
     Ok(OrderPage { orders, next })
 }
@@ -214,7 +217,7 @@ fn with_items(rows: Vec<OrderRow>, items: Vec<ItemRow>) -> Result<Vec<Order>, St
 
 /// The order's status changes, oldest first; `None` when there is no such order.
 pub async fn status_history(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     id: OrderId,
 ) -> Result<Option<Vec<StatusChange>>, StoreError> {
     let rows: Vec<HistoryRow> = order_status_history::table
@@ -222,13 +225,13 @@ pub async fn status_history(
         // Ids follow commit order: changes of one order are serialised by its row lock.
         .order(order_status_history::id)
         .select(HistoryRow::as_select())
-        .load(conn)
+        .load(&mut &*conn)
         .await?;
     // The service writes a creation entry with every order, but an order stored by other
     // means may have none: only then does telling "no history" from "no order" cost a query.
     if rows.is_empty() {
         let exists: bool = diesel::select(exists(orders::table.find(id.get())))
-            .get_result(conn)
+            .get_result(&mut &*conn)
             .await?;
         if !exists {
             return Ok(None);
