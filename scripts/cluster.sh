@@ -62,10 +62,10 @@ ETCD_PEER_PORT=$((BASE + 2))
 STATS_PORT=$((BASE + 3))
 READ_PORT=$((BASE + 4))
 # A standby takes reads while Patroni finds its replayed WAL within this many bytes of the
-# leader's position: about a thousand orders here. Patroni compares with the position the leader
-# last published in etcd (every loop_wait), so the bound is coarse: it takes out a standby that
-# stops replaying or falls far behind, while the service's own time bound (DB_READ_MAX_LAG) and
-# the consistency tokens decide each read.
+# leader's position: several thousand orders here (about 2 kB of WAL each). Patroni compares with
+# the position the leader last published in etcd (every loop_wait), so the bound is coarse: it
+# takes out a standby that stops replaying or falls far behind, while the service's own time
+# bound (DB_READ_MAX_LAG) and the consistency tokens decide each read.
 REPLICA_MAX_LAG=16MB
 NODES=(pg1 pg2 pg3)
 DB_NAME=orderdb
