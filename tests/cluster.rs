@@ -302,6 +302,23 @@ impl Roles {
     }
 }
 
+/// Runs `work`, which stops once `over` is set, from `BEFORE` before `event` until `AFTER`
+/// after it.
+async fn while_loaded<T, W>(
+    over: &AtomicBool,
+    event: impl std::future::Future<Output = Result<T, String>>,
+    work: impl std::future::Future<Output = W>,
+) -> (W, Result<T, String>) {
+    let timed = async {
+        actix_rt::time::sleep(BEFORE).await;
+        let outcome = event.await;
+        actix_rt::time::sleep(AFTER).await;
+        over.store(true, Ordering::Relaxed);
+        outcome
+    };
+    futures_util::join!(work, timed)
+}
+
 /// Orders sent that never got a 201, retries included.
 fn unacknowledged(stats: &Stats, acked: &[Acked]) -> u64 {
     Stats::get(&stats.requests) - Stats::get(&stats.retries) - acked.len() as u64
@@ -458,18 +475,9 @@ impl Cluster {
     ) -> (Vec<Acked>, Arc<Stats>, Result<T, String>) {
         let stats = Arc::new(Stats::default());
         let over = AtomicBool::new(false);
-        let timed = async {
-            actix_rt::time::sleep(BEFORE).await;
-            let outcome = event.await;
-            actix_rt::time::sleep(AFTER).await;
-            over.store(true, Ordering::Relaxed);
-            outcome
-        };
         let load = self.load(prefix);
-        let (acked, outcome) = futures_util::join!(
-            load.run_while(http, &stats, || !over.load(Ordering::Relaxed)),
-            timed
-        );
+        let work = load.run_while(http, &stats, || !over.load(Ordering::Relaxed));
+        let (acked, outcome) = while_loaded(&over, event, work).await;
         (acked, stats, outcome)
     }
 

@@ -10,7 +10,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
-use std::future::Future;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use super::{Cluster, BEFORE};
+use super::{while_loaded, Cluster};
 use crate::support::load::{self, Acked, Answer, Stats};
 
 /// The standby that scenario 6 reads from applies WAL this late: a read without a token sees
@@ -50,8 +50,6 @@ const READ_LOAD_FOR: Duration = Duration::from_secs(6);
 const SETTLE: Duration = Duration::from_millis(1500);
 /// The shortest share of rows that the standbys must have read in scenario 8.
 const STANDBY_SHARE: f64 = 0.5;
-/// Load after a standby stopped or a switchover, so that the recovery is seen by clients.
-const AFTER: Duration = Duration::from_secs(3);
 /// Orders of the walked list created at once before the walks.
 const IN_FLIGHT: usize = 50;
 
@@ -331,23 +329,6 @@ async fn switchover(cluster: &Cluster, http: &reqwest::Client) -> Result<Vec<Ack
     Ok(acked)
 }
 
-/// Runs `work`, which stops once `done` is set, from `BEFORE` before `event` until `AFTER`
-/// after it.
-async fn while_loaded<T>(
-    done: &AtomicBool,
-    event: impl Future<Output = Result<(), String>>,
-    work: impl Future<Output = T>,
-) -> (T, Result<(), String>) {
-    let timed = async {
-        actix_rt::time::sleep(BEFORE).await;
-        let outcome = event.await;
-        actix_rt::time::sleep(AFTER).await;
-        done.store(true, Ordering::Relaxed);
-        outcome
-    };
-    futures_util::join!(work, timed)
-}
-
 /// Whether a request that gets no answer, or a 503, is a failure, or is counted and stepped
 /// over while the primary changes.
 #[derive(Clone, Copy, PartialEq)]
@@ -422,24 +403,10 @@ impl Rounds {
         prefix: &str,
         more: impl Fn() -> bool,
     ) -> Vec<Acked> {
-        let more = &more;
-        let clients = (0..CLIENTS).map(|client| async move {
-            let mut acked = Vec::new();
-            let mut n = 0;
-            while more() {
-                n += 1;
-                acked.extend(
-                    self.round(http, base, format!("{prefix}-{client}-{n}"))
-                        .await,
-                );
-            }
-            acked
-        });
-        futures_util::future::join_all(clients)
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
+        load::clients(CLIENTS, prefix, more, |key| async move {
+            ControlFlow::Continue(self.round(http, base, key).await)
+        })
+        .await
     }
 
     async fn round(&self, http: &reqwest::Client, base: &str, key: String) -> Option<Acked> {
