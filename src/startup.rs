@@ -10,8 +10,8 @@ use actix_web::{web, App, HttpServer};
 use tokio::sync::watch;
 
 use crate::actors::{
-    listen_for_events, start_dispatcher, DispatcherHandle, Executor, Executors, PurgeEvents,
-    PurgeIdempotencyKeys, Relay, Replicas,
+    listen_for_events, start_dispatcher, DispatcherHandle, Executor, Executors, Heartbeat,
+    PurgeEvents, PurgeIdempotencyKeys, Relay, Replicas,
 };
 use crate::api::{Draining, EventSignal};
 use crate::config::Config;
@@ -143,6 +143,9 @@ impl Components {
         );
         let executors = web::Data::new(Executors::traced(traces.clone()));
         let purger = executors.start(background, None, config.ping_timeout, relay.clone());
+        if let Some(reads) = &config.reads {
+            actix_web::rt::spawn(heartbeat(purger.clone(), reads.max_lag / 4));
+        }
         actix_web::rt::spawn(purge_expired(purger, config.events_retention));
         listen_for_events(config.database.clone(), events_committed);
         // The relay has handoffs exactly when there are webhooks.
@@ -269,6 +272,19 @@ async fn drain_on_signal(server: ServerHandle, draining: web::Data<Draining>, gr
     }
     log::info!("no longer accepting connections; finishing in-flight requests");
     server.stop(true).await;
+}
+
+/// While reads go to replicas: an empty commit every `every`, so that a standby that keeps up
+/// never looks older than `4 × every` (`DB_READ_MAX_LAG`), even while no order is written.
+async fn heartbeat(executor: Executor, every: Duration) {
+    let mut ticks = actix_web::rt::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = executor.send(Heartbeat).await {
+            log::debug!("no replication heartbeat: {e}");
+        }
+    }
 }
 
 /// Idempotency keys protect retries of recent requests only: after a day they may go.

@@ -17,8 +17,8 @@ use opentelemetry::KeyValue;
 use tokio::sync::oneshot;
 
 use super::messages::{
-    ChangeStatus, CheckHealth, CreateOrder, GetDeliveries, GetHistory, GetOrder, ListEvents,
-    ListOrders, PurgeEvents, PurgeIdempotencyKeys,
+    ChangeStatus, CheckHealth, CreateOrder, GetDeliveries, GetHistory, GetOrder, Heartbeat,
+    ListEvents, ListOrders, PurgeEvents, PurgeIdempotencyKeys,
 };
 use super::reads::{Positioned, Read, Replicas};
 use super::Relay;
@@ -594,6 +594,14 @@ impl Handler<PurgeEvents> for DbExecutor {
 
     fn handle(&mut self, PurgeEvents(age): PurgeEvents, ctx: &mut Context<Self>) -> Self::Result {
         self.run(ctx, async move |conn| db::purge_events(conn, age).await)
+    }
+}
+
+impl Handler<Heartbeat> for DbExecutor {
+    type Result = ResponseFuture<Result<(), ExecutorError>>;
+
+    fn handle(&mut self, _: Heartbeat, ctx: &mut Context<Self>) -> Self::Result {
+        self.run(ctx, async move |conn| db::heartbeat(conn).await)
     }
 }
 

@@ -102,6 +102,7 @@ impl Executors {
 }
 
 /// The address of one executor, for the thread it was started on.
+#[derive(Clone)]
 ///
 /// Its mailbox is bounded (actix's default of 16 messages) and `send` waits for room: under
 /// overload, requests queue here instead of piling up inside the actor.

@@ -74,6 +74,11 @@ pub struct PurgeEvents(pub std::time::Duration);
 #[rtype(result = "Result<(), ExecutorError>")]
 pub struct CheckHealth;
 
+/// Commit an empty transaction on the primary, so that replicas that keep up show it.
+#[derive(Message)]
+#[rtype(result = "Result<(), ExecutorError>")]
+pub struct Heartbeat;
+
 /// Delete idempotency keys older than the given age; answers how many went.
 #[derive(Message)]
 #[rtype(result = "Result<usize, ExecutorError>")]

@@ -24,8 +24,8 @@ pub use dispatcher::{start_dispatcher, DispatcherHandle, WebhookSettings};
 pub use executor::{DbExecutor, ExecutorError};
 pub use executors::{Executor, Executors};
 pub use messages::{
-    ChangeStatus, CheckHealth, CreateOrder, GetDeliveries, GetHistory, GetOrder, ListEvents,
-    ListOrders, PurgeEvents, PurgeIdempotencyKeys,
+    ChangeStatus, CheckHealth, CreateOrder, GetDeliveries, GetHistory, GetOrder, Heartbeat,
+    ListEvents, ListOrders, PurgeEvents, PurgeIdempotencyKeys,
 };
 pub use reads::{Positioned, ReadSettings, Replicas};
 pub use relay::{listen_for_events, Relay};

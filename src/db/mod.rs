@@ -27,7 +27,7 @@ pub use events::{events_page, purge_events, EventListener, EventPage};
 pub use migrations::{run_migrations, MigrationError};
 pub use outbox::{notify_event_listeners, DeliveryRows};
 pub use pool::{Pool, PoolSettings, PooledConnection};
-pub use positions::{current_position, standing, Standing};
+pub use positions::{current_position, heartbeat, standing, Standing};
 #[cfg(feature = "explain")]
 pub use queries::explain_orders_page;
 pub use queries::{

@@ -10,13 +10,15 @@ use crate::domain::ConsistencyToken;
 
 diesel::define_sql_function!(fn wal_position() -> BigInt);
 diesel::define_sql_function!(fn replay_lag_seconds() -> Nullable<Double>);
+diesel::define_sql_function!(fn replication_heartbeat() -> BigInt);
 
 /// What a read on a connection's node would see, asked before the read.
 #[derive(Debug, Clone, Copy)]
 pub struct Standing {
     /// Every read that starts after this question sees at least this point.
     pub position: ConsistencyToken,
-    /// How old the node's data may be; `None` on a standby that receives nothing.
+    /// How old the node's data may be, at most; `None` on a standby that has replayed nothing
+    /// since it started.
     pub lag: Option<Duration>,
 }
 
@@ -41,6 +43,15 @@ pub async fn current_position(conn: &AsyncPgConnection) -> Result<ConsistencyTok
             .get_result(&mut &*conn)
             .await?,
     )
+}
+
+/// Commits a transaction that writes nothing else: its commit record, replayed, tells a
+/// standby's readers that its data is that fresh.
+pub async fn heartbeat(conn: &AsyncPgConnection) -> Result<(), StoreError> {
+    diesel::select(replication_heartbeat())
+        .get_result::<i64>(&mut &*conn)
+        .await?;
+    Ok(())
 }
 
 fn token(bytes: i64) -> Result<ConsistencyToken, StoreError> {
