@@ -74,9 +74,9 @@ cluster-status: ## Patroni's view (leader, sync standby, lag) and each instance'
 	scripts/cluster.sh status
 
 # A cluster of its own on ports of its own (26000–26039 and 26080, below the ephemeral range),
-# created afresh and stopped afterwards (its logs stay
-# in .data/cluster/test). API_KEYS is emptied so that keys in a developer's .env do not apply.
-test-cluster: ## rolling restart, switchover and loss of the database host under load, on a fresh cluster
+# created afresh and stopped afterwards (its logs stay in .data/cluster/test). API_KEYS is
+# emptied so that keys in a developer's .env do not apply.
+test-cluster: ## rolling restart, switchover and loss of the database host under load, then reads on the standbys (read-your-writes under replication delay, monotonic pages, a standby stopped, a switchover), on a fresh cluster
 	@export CLUSTER_NAME=test CLUSTER_PORT=$${TEST_CLUSTER_PORT:-26080} CLUSTER_BASE_PORT=$${TEST_CLUSTER_BASE_PORT:-26000} API_KEYS=; \
 	trap 'scripts/cluster.sh down' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
 	scripts/cluster.sh wipe && scripts/cluster.sh up && cargo test --workspace --locked --test cluster

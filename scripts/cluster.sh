@@ -1,32 +1,44 @@
 #!/usr/bin/env bash
 # A replicated stack on 127.0.0.1: one etcd member, three PostgreSQL nodes under Patroni (a
 # leader and two standbys, synchronous mode), CLUSTER_INSTANCES service instances, and HAProxy
-# in front of both the instances and the current primary.
+# in front of the instances, the current primary, and the standbys for reads.
 #
 #   cluster.sh up                 start whatever is not running (creating the cluster on first use)
 #   cluster.sh down               stop everything it started, by PID (the data stays)
 #   cluster.sh status             Patroni's view (leader, sync standby, lag), each instance's readiness
 #   cluster.sh wipe               down, then delete the cluster's data
-#   cluster.sh start-instance N   start instance N and wait until HAProxy sends it requests
+#   cluster.sh start-instance N [NODE]
+#                                 start instance N and, if it is one of CLUSTER_INSTANCES, wait
+#                                 until HAProxy sends it requests; with NODE (N above
+#                                 CLUSTER_INSTANCES, so outside HAProxy), its reads go straight to
+#                                 NODE's PostgreSQL instead of to the read port
 #   cluster.sh stop-instance N    SIGTERM instance N, wait for it to exit, print its exit status
 #   cluster.sh start-node NAME    start node NAME's Patroni (pg1, pg2, pg3)
+#   cluster.sh stop-node NAME     stop node NAME's Patroni and its PostgreSQL
+#   cluster.sh delay-node NAME D  standby NAME applies WAL D late (recovery_min_apply_delay: 500ms,
+#                                 2s; 0 to stop); kept in NAME/apply-delay, so a restart keeps it
 #   cluster.sh switchover         planned switchover from the leader to the synchronous standby
 #   cluster.sh wait-healthy       wait until a leader, a synchronous standby and every node streams
+#                                 within 1 MB of the leader
 #
 # CLUSTER_NAME       data under .data/cluster/$CLUSTER_NAME (default dev)
 # CLUSTER_PORT       HAProxy's service port (default 8080)
 # CLUSTER_BASE_PORT  the other ports (default 25000): +0 primary, +1/+2 etcd client/peer,
-#                    +3 HAProxy stats, +11.. PostgreSQL nodes, +21.. Patroni REST, +31.. instances
+#                    +3 HAProxy stats, +4 standbys (reads), +11.. PostgreSQL nodes, +21.. Patroni
+#                    REST, +31.. instances
 # CLUSTER_INSTANCES  service instances (default 2)
 # CLUSTER_DB_ROUTE   how the instances find the primary: haproxy (its primary port, default) or
 #                    hosts (a URL naming every node, target_session_attrs=read-write)
+# CLUSTER_READS      where the instances read: replicas (DATABASE_READ_URL is HAProxy's read port,
+#                    default) or primary (no read pool: every read on the primary)
 # SHUTDOWN_GRACE     how long a SIGTERMed instance keeps serving while HAProxy takes it out (3s)
 # BUILD_PROFILE      cargo profile of the service binary (default release)
 # PATRONI_TTL, PATRONI_LOOP_WAIT, PATRONI_RETRY_TIMEOUT  Patroni timings at creation (10, 2, 4)
 #
 # Files in .data/cluster/$CLUSTER_NAME: cluster.env (URLs for clients and tests, mode 600),
 # etcd.pid, haproxy.pid, instance-N.pid / instance-N.exit / instance-N.log, and per node
-# pgN/patroni.yml, pgN/patroni.pid, pgN/patroni.log, pgN/data (postmaster.pid inside).
+# pgN/patroni.yml, pgN/patroni.pid, pgN/patroni.log, pgN/apply-delay (if delayed), pgN/data
+# (postmaster.pid inside).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -41,12 +53,21 @@ PATRONI_LOOP_WAIT="${PATRONI_LOOP_WAIT:-2}"
 PATRONI_RETRY_TIMEOUT="${PATRONI_RETRY_TIMEOUT:-4}"
 DB_ROUTE="${CLUSTER_DB_ROUTE:-haproxy}"
 [[ "$DB_ROUTE" =~ ^(haproxy|hosts)$ ]] || die "CLUSTER_DB_ROUTE must be haproxy or hosts (got $DB_ROUTE)"
+READS="${CLUSTER_READS:-replicas}"
+[[ "$READS" =~ ^(replicas|primary)$ ]] || die "CLUSTER_READS must be replicas or primary (got $READS)"
 # The instances' readiness route, which HAProxy checks.
 HEALTH_PATH="${CLUSTER_HEALTH_PATH:-/health/ready}"
 PRIMARY_PORT=$BASE
 ETCD_PORT=$((BASE + 1))
 ETCD_PEER_PORT=$((BASE + 2))
 STATS_PORT=$((BASE + 3))
+READ_PORT=$((BASE + 4))
+# A standby takes reads while Patroni finds its replayed WAL within this many bytes of the
+# leader's position: several thousand orders here (about 2 kB of WAL each). Patroni compares with
+# the position the leader last published in etcd (every loop_wait), so the bound is coarse: it
+# takes out a standby that stops replaying or falls far behind, while the service's own time
+# bound (DB_READ_MAX_LAG) and the consistency tokens decide each read.
+REPLICA_MAX_LAG=16MB
 NODES=(pg1 pg2 pg3)
 DB_NAME=orderdb
 APP_USER=ordersvc
@@ -160,15 +181,26 @@ app_database_url() {
   esac
 }
 
+# The service's database at HAProxy's read port, or at one node (node_database_url NODE).
+app_read_url() { echo "postgres://$APP_USER:$APP_PASSWORD@127.0.0.1:$READ_PORT/$DB_NAME"; }
+node_database_url() { echo "postgres://$APP_USER:$APP_PASSWORD@127.0.0.1:$(pg_port "$1")/$DB_NAME"; }
+
 write_cluster_env() {
-  local urls=() i
+  local urls=() spares=() i
   for i in $(seq 1 "$INSTANCES"); do urls+=("http://127.0.0.1:$(instance_port "$i")"); done
+  for i in $(seq $((INSTANCES + 1)) 9); do spares+=("http://127.0.0.1:$(instance_port "$i")"); done
+  # SPARE_INSTANCE_URLS: where instances CLUSTER_INSTANCES+1.. answer once `start-instance N NODE`
+  # has started them (outside HAProxy).
   (umask 077 && cat >"$CDIR/cluster.env" <<EOF
 CLUSTER_DIR=$CDIR
 CLUSTER_URL=http://127.0.0.1:$CLUSTER_PORT
 INSTANCE_URLS=${urls[*]}
+SPARE_INSTANCE_URLS=${spares[*]}
+CLUSTER_READS=$READS
 DATABASE_URL=$(app_database_url)
+DATABASE_READ_URL=$(app_read_url)
 NODES=${NODES[*]}
+NODE_DATABASE_URLS=$(for n in "${NODES[@]}"; do printf '%s ' "$(node_database_url "$n")"; done)
 PATRONI_URLS=$(for n in "${NODES[@]}"; do printf 'http://127.0.0.1:%s ' "$(rest_port "$n")"; done)
 HAPROXY_STATS_URL=http://127.0.0.1:$STATS_PORT/
 EOF
@@ -218,21 +250,25 @@ cluster_json() {
 leader() { cluster_json | jq -er '.members[] | select(.role == "leader") | .name'; }
 sync_standby() { cluster_json | jq -er '.members[] | select(.role == "sync_standby") | .name'; }
 
-# A leader, a synchronous standby, and every node running or streaming with no lag.
+# A leader, a synchronous standby, and every node running or streaming, each within the lag
+# that still lets Patroni promote it (maximum_lag_on_failover, 1 MB). Not "no lag": with reads
+# on the standbys every instance commits a heartbeat four times a second, and Patroni compares
+# positions taken up to loop_wait apart, so a lag of 0 on every member at once may not come.
 healthy() {
   cluster_json | jq -e --argjson n "${#NODES[@]}" '
     ([.members[] | select(.state == "running" or .state == "streaming")] | length == $n)
     and ([.members[] | select(.role == "leader")] | length == 1)
     and ([.members[] | select(.role == "sync_standby")] | length >= 1)
-    and all(.members[]; (.lag // 0) == 0)' >/dev/null 2>&1
+    and all(.members[]; (.lag // 0) | type == "number" and . <= 1048576)' >/dev/null 2>&1
 }
 
 write_node_config() {
-  local NODE="$1" NODE_DIR="$CDIR/$1" REST_PORT PG_PORT PG_BINDIR
+  local NODE="$1" NODE_DIR="$CDIR/$1" REST_PORT PG_PORT PG_BINDIR APPLY_DELAY=0
   REST_PORT="$(rest_port "$NODE")"
   PG_PORT="$(pg_port "$NODE")"
   PG_BINDIR="$(require_pg_bindir)"
   mkdir -p "$NODE_DIR"
+  [ -f "$NODE_DIR/apply-delay" ] && APPLY_DELAY="$(<"$NODE_DIR/apply-delay")"
   (umask 077 && render "$TEMPLATES/patroni.yml" >"$NODE_DIR/patroni.yml")
   if [ "$(id -u)" -eq 0 ]; then
     chown -R postgres: "$NODE_DIR"
@@ -268,6 +304,33 @@ stop_node() {
   fi
 }
 
+# delay_node NAME DELAY: NAME's own patroni.yml gets recovery_min_apply_delay, which Patroni
+# writes only while the node is a standby (a primary has nothing to apply); a reload applies it
+# without a restart. Returns once PostgreSQL reports the new setting.
+delay_node() {
+  local node="$1" delay="$2" ms role
+  case "$delay" in
+    0) ms=0 ;;
+    *ms) ms="${delay%ms}" ;;
+    *s) ms=$((${delay%s} * 1000)) ;;
+    *) ms=x ;;
+  esac
+  [[ "$ms" =~ ^[0-9]+$ ]] || die "the delay must be 0, a number of ms or a number of s (500ms, 2s; got $delay)"
+  role="$(cluster_json | jq -r --arg n "$node" '.members[] | select(.name == $n) | .role')"
+  [ -n "$role" ] || die "Patroni does not list $node"
+  [ "$role" != leader ] || die "$node leads: only a standby applies WAL"
+  echo "$delay" >"$CDIR/$node/apply-delay"
+  write_node_config "$node"
+  patronictl -c "$CDIR/$node/patroni.yml" reload ordersvc "$node" --force >/dev/null
+  wait_for "$node applying WAL $delay late" 30 applies_late "$node" "$ms"
+  if [ "$ms" -eq 0 ]; then say "cluster: $node applies WAL as it arrives"; else say "cluster: $node applies WAL $delay late"; fi
+}
+
+applies_late() {
+  PGPASSWORD="$SUPERUSER_PASSWORD" psql -h 127.0.0.1 -p "$(pg_port "$1")" -U postgres -d postgres -qtAc \
+    "SELECT setting FROM pg_settings WHERE name = 'recovery_min_apply_delay'" 2>/dev/null | grep -qx "$2"
+}
+
 primary_answers() { PGPASSWORD="$SUPERUSER_PASSWORD" psql -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -d postgres -qtAc 'SELECT NOT pg_is_in_recovery()' 2>/dev/null | grep -q t; }
 
 # The service's own login and database, made once through the primary.
@@ -292,6 +355,7 @@ write_haproxy_config() {
   for node in "${NODES[@]}"; do
     NODE_SERVERS+="    server $node 127.0.0.1:$(pg_port "$node") check port $(rest_port "$node")"$'\n'
   done
+  # The same nodes serve the primary and the read listener; each listener's check picks its own.
   render "$TEMPLATES/haproxy.cfg" >"$CDIR/haproxy.cfg"
 }
 
@@ -306,30 +370,41 @@ start_haproxy() {
     tail -n 5 "$CDIR/haproxy.log" >&2
     die "HAProxy exited (a port in use? CLUSTER_PORT=$CLUSTER_PORT, CLUSTER_BASE_PORT=$BASE)"
   }
-  say "cluster: HAProxy on 127.0.0.1:$CLUSTER_PORT (service), 127.0.0.1:$PRIMARY_PORT (primary), 127.0.0.1:$STATS_PORT (stats)"
+  say "cluster: HAProxy on 127.0.0.1:$CLUSTER_PORT (service), 127.0.0.1:$PRIMARY_PORT (primary), 127.0.0.1:$READ_PORT (standbys), 127.0.0.1:$STATS_PORT (stats)"
 }
 
-# haproxy_up SERVER: HAProxy's health checks currently pass for SERVER (from its stats CSV).
+# haproxy_up PROXY SERVER: HAProxy's health checks currently pass for SERVER in PROXY (from its
+# stats CSV).
 haproxy_up() {
-  curl -fs --max-time 1 "http://127.0.0.1:$STATS_PORT/;csv" | awk -F, -v s="$1" '$2 == s && $18 == "UP" { ok = 1 } END { exit !ok }'
+  curl -fs --max-time 1 "http://127.0.0.1:$STATS_PORT/;csv" |
+    awk -F, -v p="$1" -v s="$2" '$1 == p && $2 == s && $18 == "UP" { ok = 1 } END { exit !ok }'
 }
 
 # --- service instances --------------------------------------------------------------------
 
 ready() { curl -fs -o /dev/null --max-time 1 "http://127.0.0.1:$1$HEALTH_PATH"; }
 
+# start_instance N [NODE]: instance N reads through HAProxy's read port (CLUSTER_READS=replicas),
+# from the primary (CLUSTER_READS=primary), or from NODE alone.
 start_instance() {
-  local n="$1" port bin pid
+  local n="$1" node="${2:-}" port bin pid read_url=""
+  [[ "$n" =~ ^[1-9]$ ]] || die "instances are numbered 1 to 9 (got $n)"
   port="$(instance_port "$n")"
   alive "$CDIR/instance-$n.pid" && return 0
   bin="$(bin_path order-service)"
   [ -x "$bin" ] || die "$bin is missing: run cargo build --bins --profile ${BUILD_PROFILE:-release}"
+  if [ -n "$node" ]; then
+    read_url="$(node_database_url "$node")"
+  elif [ "$READS" = replicas ]; then
+    read_url="$(app_read_url)"
+  fi
   rm -f "$CDIR/instance-$n.pid" "$CDIR/instance-$n.exit"
   # A watcher shell records the instance's exit status, so that a test can tell a clean drain
-  # (0) from a crash. The PID file holds the instance's own PID.
+  # (0) from a crash. The PID file holds the instance's own PID. An empty DATABASE_READ_URL
+  # counts as unset, and wins over one in a developer's .env.
   (
     status=0
-    DATABASE_URL="$(app_database_url)" HOST=127.0.0.1 PORT="$port" \
+    DATABASE_URL="$(app_database_url)" DATABASE_READ_URL="$read_url" HOST=127.0.0.1 PORT="$port" \
       SHUTDOWN_GRACE="$SHUTDOWN_GRACE" DB_MAX_OPEN_CONNS="${DB_MAX_OPEN_CONNS:-8}" \
       RUST_LOG="${RUST_LOG:-info,order_service::api::observe=warn}" \
       setsid "$bin" </dev/null &
@@ -349,7 +424,11 @@ start_instance() {
     sleep 0.25
   done
   ready "$port" || die "instance $n not ready on $port within 60 s (log: $CDIR/instance-$n.log)"
-  say "cluster: instance $n ready on 127.0.0.1:$port (pid $pid)"
+  say "cluster: instance $n ready on 127.0.0.1:$port (pid $pid${node:+, reading from $node})"
+  # Only the first CLUSTER_INSTANCES are behind HAProxy.
+  if [ "$n" -le "$INSTANCES" ]; then
+    wait_for "HAProxy sending to instance $n" 10 haproxy_up instances "instance-$n"
+  fi
 }
 
 stop_instance() {
@@ -389,9 +468,6 @@ up() {
   say "cluster: waiting for a synchronous standby (about 10 s on a new cluster)"
   wait_for "a healthy cluster (leader, synchronous standby, all nodes streaming)" 120 healthy
   for i in $(seq 1 "$INSTANCES"); do start_instance "$i"; done
-  for i in $(seq 1 "$INSTANCES"); do
-    wait_for "HAProxy sending to instance $i" 10 haproxy_up "instance-$i"
-  done
   status
   say "cluster: up. Service: http://127.0.0.1:$CLUSTER_PORT  Instances' database: $(app_database_url | sed 's/:[^:@/]*@/:***@/')"
   say "cluster: the full URLs are in ${CDIR#"$ROOT"/}/cluster.env"
@@ -428,7 +504,7 @@ status() {
     else
       state="pid $(<"$CDIR/instance-$i.pid"), $HEALTH_PATH $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$port$HEALTH_PATH")"
     fi
-    haproxy_up "instance-$i" && haproxy="in HAProxy" || haproxy="not in HAProxy"
+    haproxy_up instances "instance-$i" && haproxy="in HAProxy" || haproxy="not in HAProxy"
     printf 'instance %s  127.0.0.1:%s  %s, %s\n' "$i" "$port" "$state" "$haproxy"
   done
 }
@@ -467,10 +543,12 @@ case "${1:-}" in
     rm -rf "$CDIR"
     say "cluster: deleted ${CDIR#"$ROOT"/}"
     ;;
-  start-instance) load_secrets && start_instance "${2:?instance number}" && wait_for "HAProxy sending to instance $2" 10 haproxy_up "instance-$2" ;;
+  start-instance) load_secrets && start_instance "${2:?instance number}" "${3:-}" ;;
   stop-instance) stop_instance "${2:?instance number}" ;;
   start-node) load_secrets && start_node "${2:?node name}" ;;
+  stop-node) node_index "${2:?node name}" >/dev/null && stop_node "$2" && say "cluster: stopped $2" ;;
+  delay-node) load_secrets && delay_node "${2:?node name}" "${3:?delay, e.g. 500ms}" ;;
   switchover) switchover ;;
   wait-healthy) wait_healthy "${2:-60}" ;;
-  *) die "usage: $0 up|down|status|wipe|start-instance N|stop-instance N|start-node NAME|switchover|wait-healthy [SECONDS]" ;;
+  *) die "usage: $0 up|down|status|wipe|start-instance N [NODE]|stop-instance N|start-node NAME|stop-node NAME|delay-node NAME DELAY|switchover|wait-healthy [SECONDS]" ;;
 esac

@@ -2,12 +2,17 @@
 //! HAProxy: two instances, a rolling restart, a planned switchover, the loss of the database
 //! host, and the old leader's return as a standby. One line per scenario; it fails on any lost
 //! or duplicated order, on any answer but 201 where none may fail (the rolling restart), or on
-//! an instance that exited.
+//! an instance that exited. Then, when the instances read from the standbys, scenarios 6 to 10
+//! (`reads`): read-your-writes under replication delay, monotonic list pages, the standbys'
+//! share of the reads, a standby stopped and a switchover under reads.
 //!
 //! Runs against a cluster that is already up (`make test-cluster` starts a fresh one on its own
 //! ports and stops it afterwards), found through `.data/cluster/$CLUSTER_NAME/cluster.env`.
 //! Not part of `cargo test`: `cargo test --test cluster` runs it.
 
+// Not tests/reads.rs, which cargo would take for a test binary of its own.
+#[path = "cluster/reads.rs"]
+mod reads;
 mod support;
 
 use std::collections::HashMap;
@@ -54,6 +59,11 @@ async fn run() -> Result<(), String> {
     let (acked, old_leader) = leader_lost(&cluster, &http).await?;
     all_acked.extend(acked);
     rejoin(&cluster, &old_leader).await?;
+    if cluster.reads_on_replicas {
+        all_acked.extend(reads::scenarios(&cluster, &http).await?);
+    } else {
+        println!("cluster: 6-10 (reads on the standbys) skipped: the instances read from the primary (CLUSTER_READS=primary)");
+    }
     // Everything acknowledged since the start, read from the leader that is left.
     let report = load::verify(&cluster.database_url, "cluster", &all_acked, false).await?;
     println!(
@@ -274,6 +284,41 @@ async fn rejoin(cluster: &Cluster, node: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The nodes by role, as Patroni names them.
+struct Roles {
+    leader: String,
+    sync_standby: String,
+    /// The standby that is not synchronous.
+    replica: String,
+}
+
+impl Roles {
+    fn role(&self, node: &str) -> &'static str {
+        match node {
+            n if n == self.leader => "leader",
+            n if n == self.sync_standby => "sync standby",
+            _ => "standby",
+        }
+    }
+}
+
+/// Runs `work`, which stops once `over` is set, from `BEFORE` before `event` until `AFTER`
+/// after it.
+async fn while_loaded<T, W>(
+    over: &AtomicBool,
+    event: impl std::future::Future<Output = Result<T, String>>,
+    work: impl std::future::Future<Output = W>,
+) -> (W, Result<T, String>) {
+    let timed = async {
+        actix_rt::time::sleep(BEFORE).await;
+        let outcome = event.await;
+        actix_rt::time::sleep(AFTER).await;
+        over.store(true, Ordering::Relaxed);
+        outcome
+    };
+    futures_util::join!(work, timed)
+}
+
 /// Orders sent that never got a 201, retries included.
 fn unacknowledged(stats: &Stats, acked: &[Acked]) -> u64 {
     Stats::get(&stats.requests) - Stats::get(&stats.retries) - acked.len() as u64
@@ -362,7 +407,14 @@ struct Cluster {
     dir: PathBuf,
     url: String,
     instances: Vec<String>,
+    /// Where instances outside HAProxy answer (`cluster.sh start-instance N NODE`), from the
+    /// first number after the instances.
+    spares: Vec<String>,
+    /// Whether the instances read through HAProxy's read port (CLUSTER_READS=replicas).
+    reads_on_replicas: bool,
     database_url: String,
+    /// Each node's name and the service's database on it.
+    nodes: Vec<(String, String)>,
     patroni: Vec<String>,
     /// The instances' PIDs when the test began or last started them.
     pids: std::cell::RefCell<Vec<u32>>,
@@ -387,10 +439,15 @@ impl Cluster {
                 .ok_or(format!("cluster.env has no {name}"))
         };
         let list = |name: &str| var(name).map(|v| v.split_whitespace().map(String::from).collect());
+        let nodes: Vec<String> = list("NODES")?;
+        let node_urls: Vec<String> = list("NODE_DATABASE_URLS")?;
         let cluster = Self {
             url: var("CLUSTER_URL")?,
             instances: list("INSTANCE_URLS")?,
+            spares: list("SPARE_INSTANCE_URLS")?,
+            reads_on_replicas: var("CLUSTER_READS")? == "replicas",
             database_url: var("DATABASE_URL")?,
+            nodes: nodes.into_iter().zip(node_urls).collect(),
             patroni: list("PATRONI_URLS")?,
             pids: Default::default(),
             dir,
@@ -418,18 +475,9 @@ impl Cluster {
     ) -> (Vec<Acked>, Arc<Stats>, Result<T, String>) {
         let stats = Arc::new(Stats::default());
         let over = AtomicBool::new(false);
-        let timed = async {
-            actix_rt::time::sleep(BEFORE).await;
-            let outcome = event.await;
-            actix_rt::time::sleep(AFTER).await;
-            over.store(true, Ordering::Relaxed);
-            outcome
-        };
         let load = self.load(prefix);
-        let (acked, outcome) = futures_util::join!(
-            load.run_while(http, &stats, || !over.load(Ordering::Relaxed)),
-            timed
-        );
+        let work = load.run_while(http, &stats, || !over.load(Ordering::Relaxed));
+        let (acked, outcome) = while_loaded(&over, event, work).await;
         (acked, stats, outcome)
     }
 
@@ -507,6 +555,36 @@ impl Cluster {
     /// the configuration files.
     async fn patroni_settings(&self, http: &reqwest::Client) -> Result<Value, String> {
         self.patroni_get(http, "/config").await
+    }
+
+    /// Which node has which role now.
+    async fn roles(&self, http: &reqwest::Client) -> Result<Roles, String> {
+        let members = self.patroni_get(http, "/cluster").await?;
+        let named = |role: &str| {
+            members["members"]
+                .as_array()
+                .and_then(|m| m.iter().find(|m| m["role"] == role))
+                .and_then(|m| m["name"].as_str())
+                .map(String::from)
+                .ok_or(format!("Patroni reports no {role}: {members}"))
+        };
+        Ok(Roles {
+            leader: named("leader")?,
+            sync_standby: named("sync_standby")?,
+            replica: named("replica")?,
+        })
+    }
+
+    /// The URL of the `n`th instance outside HAProxy (0: the first).
+    fn spare(&self, n: usize) -> Result<&str, String> {
+        self.spares.get(n).map(String::as_str).ok_or(format!(
+            "cluster.env names {} spare instances",
+            self.spares.len()
+        ))
+    }
+
+    fn instance_refs(&self) -> Vec<&str> {
+        self.instances.iter().map(String::as_str).collect()
     }
 
     /// SIGKILLs the leader's Patroni and its postmaster together, as the loss of the host would

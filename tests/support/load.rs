@@ -2,6 +2,8 @@
 //! it through 503s, timeouts and refused connections; then every acknowledged order is read
 //! back from the database and the run's orders are counted per key.
 
+use std::future::Future;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,48 +76,68 @@ impl Load<'_> {
         stats: &Arc<Stats>,
         more: impl Fn() -> bool,
     ) -> Vec<Acked> {
-        let retry = self.retry;
-        let more = &more;
-        let clients = (0..self.clients).map(|client| {
-            let (http, stats) = (http.clone(), stats.clone());
-            let url = format!("{}/api/v1/orders", self.base);
-            let prefix = self.prefix;
-            async move {
-                let mut acked = Vec::new();
-                let mut n = 0;
-                while more() {
-                    n += 1;
-                    let key = format!("{prefix}-{client}-{n}");
-                    match create(&http, &url, &key, &stats, retry).await {
-                        Answer::Created(id) => acked.push(Acked {
-                            key,
-                            id,
-                            at: Instant::now(),
-                        }),
-                        Answer::Refused => {}
-                        Answer::None => break,
-                    }
-                }
-                acked
+        let url = format!("{}/api/v1/orders", self.base);
+        let url = &url;
+        clients(self.clients, self.prefix, more, |key| async move {
+            match create(http, url, &key, stats, self.retry).await {
+                Answer::Created { id, .. } => ControlFlow::Continue(Some(Acked {
+                    key,
+                    id,
+                    at: Instant::now(),
+                })),
+                Answer::Refused => ControlFlow::Continue(None),
+                Answer::None => ControlFlow::Break(()),
             }
-        });
-        futures_util::future::join_all(clients)
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
+        })
+        .await
     }
 }
 
+/// `count` clients, each running `each` on keys `<prefix>-<client>-<n>` while `more()` says so,
+/// until `each` breaks; returns what `each` made.
+pub async fn clients<T, F>(
+    count: usize,
+    prefix: &str,
+    more: impl Fn() -> bool,
+    each: impl Fn(String) -> F,
+) -> Vec<T>
+where
+    F: Future<Output = ControlFlow<(), Option<T>>>,
+{
+    let (more, each) = (&more, &each);
+    let clients = (0..count).map(|client| async move {
+        let mut made = Vec::new();
+        let mut n = 0;
+        while more() {
+            n += 1;
+            match each(format!("{prefix}-{client}-{n}")).await {
+                ControlFlow::Continue(one) => made.extend(one),
+                ControlFlow::Break(()) => break,
+            }
+        }
+        made
+    });
+    futures_util::future::join_all(clients)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// What became of one order.
-enum Answer {
-    Created(i64),
+pub enum Answer {
+    /// A 201, with its Consistency-Token when the instance has a read pool.
+    Created {
+        id: i64,
+        token: Option<String>,
+    },
     Refused,
     /// No answer at all: the server is gone.
     None,
 }
 
-async fn create(
+/// Sends the order with key `key` to `url` (the orders collection), retrying it as `Load` says.
+pub async fn create(
     http: &reqwest::Client,
     url: &str,
     key: &str,
@@ -137,10 +159,15 @@ async fn create(
                 if response.headers().contains_key("idempotent-replayed") {
                     stats.replays.fetch_add(1, Ordering::Relaxed);
                 }
+                let token = response
+                    .headers()
+                    .get("consistency-token")
+                    .and_then(|t| t.to_str().ok())
+                    .map(String::from);
                 let order: Value = response.json().await.unwrap_or_default();
                 return order["id"]
                     .as_i64()
-                    .map_or(Answer::Refused, Answer::Created);
+                    .map_or(Answer::Refused, |id| Answer::Created { id, token });
             }
             Ok(response) if response.status().is_server_error() && response.status() != 503 => {
                 stats.server_errors.fetch_add(1, Ordering::Relaxed);
