@@ -286,31 +286,24 @@ mod tests {
     #[test]
     fn several_read_hosts_want_a_standby_picked_at_random_unless_told_otherwise() {
         let reads = |url: &str| {
-            ConnectOptions::parse_for_reads(url).unwrap_or_else(|e| panic!("{url}: {e}"))
+            let config = ConnectOptions::parse_for_reads(url)
+                .unwrap_or_else(|e| panic!("{url}: {e}"))
+                .config;
+            (
+                config.get_target_session_attrs(),
+                config.get_load_balance_hosts(),
+            )
         };
-        let options = reads("postgres://u@a,b/db");
         assert_eq!(
-            options.config.get_target_session_attrs(),
-            TargetSessionAttrs::ReadOnly
+            reads("postgres://u@a,b/db"),
+            (TargetSessionAttrs::ReadOnly, LoadBalanceHosts::Random)
         );
         assert_eq!(
-            options.config.get_load_balance_hosts(),
-            LoadBalanceHosts::Random
-        );
-        let told = reads("postgres://u@a,b/db?target_session_attrs=any&load_balance_hosts=disable");
-        assert_eq!(
-            told.config.get_target_session_attrs(),
-            TargetSessionAttrs::Any
-        );
-        assert_eq!(
-            told.config.get_load_balance_hosts(),
-            LoadBalanceHosts::Disable
+            reads("postgres://u@a,b/db?target_session_attrs=any&load_balance_hosts=disable"),
+            (TargetSessionAttrs::Any, LoadBalanceHosts::Disable)
         );
         // One host, such as a load balancer's read port: whatever answers there.
-        assert_eq!(
-            reads("postgres://u@a/db").config.get_target_session_attrs(),
-            TargetSessionAttrs::Any
-        );
+        assert_eq!(reads("postgres://u@a/db").0, TargetSessionAttrs::Any);
     }
 
     #[test]
