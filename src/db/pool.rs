@@ -165,7 +165,11 @@ impl Outage {
         if !opened {
             return;
         }
-        log::warn!("database unreachable ({error}); answering 503 until a connection succeeds");
+        // A read pool's requests go to the primary meanwhile; the primary's are answered 503.
+        log::warn!(
+            "database {:?} unreachable ({error}); its requests fail at once until a connection succeeds",
+            self.options
+        );
         // The sink runs inside bb8's tasks, on the runtime that serves the pool.
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
