@@ -65,9 +65,23 @@ impl From<DieselError> for StoreError {
                 _,
             )
             | DieselError::BrokenTransactionManager => Self::Unavailable(error.to_string()),
+            DieselError::DatabaseError(_, ref info) if ends_the_session(info.message()) => {
+                Self::Unavailable(error.to_string())
+            }
             other => Self::Query(other),
         }
     }
+}
+
+/// Whether PostgreSQL is ending the session with this error: a shutdown (a switchover stops
+/// the old primary with "terminating connection due to administrator command"), a crash of
+/// another backend, a timeout. The session is gone and nothing of its open transaction was
+/// committed, so the request may be retried elsewhere. diesel does not pass the SQLSTATE on
+/// (class 57 and the session timeouts), so this reads PostgreSQL's message, whose English text
+/// starts so for every one of them; a server with other `lc_messages` leaves these errors to
+/// `on_connection`, which sees them once the socket has closed.
+fn ends_the_session(message: &str) -> bool {
+    message.starts_with("terminating connection")
 }
 
 /// A connection of its own (the listener's, the dispatcher's) that could not be made.
@@ -112,4 +126,31 @@ fn error_kind(error: &DieselError) -> Option<&'static str> {
         DieselError::BrokenTransactionManager => "broken_transaction_manager",
         _ => "other",
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database_error(message: &str) -> StoreError {
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, Box::new(message.to_owned())).into()
+    }
+
+    #[test]
+    fn a_session_the_server_ends_is_unavailable_not_a_bug() {
+        for message in [
+            "terminating connection due to administrator command",
+            "terminating connection because of crash of another server process",
+            "terminating connection due to idle-in-transaction timeout",
+        ] {
+            assert!(
+                matches!(database_error(message), StoreError::Unavailable(_)),
+                "{message}"
+            );
+        }
+        assert!(matches!(
+            database_error("relation \"orders\" does not exist"),
+            StoreError::Query(_)
+        ));
+    }
 }
