@@ -53,6 +53,18 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+impl ConfigError {
+    /// The error of a variable whose value may be or hold a secret (a key, a password in a
+    /// URL): it names the variable and never repeats the value.
+    fn hiding(var: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            var,
+            value: "<hidden>".into(),
+            reason: reason.into(),
+        }
+    }
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|var| std::env::var(var).ok())
@@ -94,14 +106,8 @@ impl Config {
             pool,
             ping_timeout: env.duration("DB_PING_TIMEOUT", "2s")?,
             executors,
-            api_keys: ApiKeys::parse(&env.get("API_KEYS").unwrap_or_default()).map_err(
-                |reason| ConfigError {
-                    var: "API_KEYS",
-                    // The value is a secret: the error must not repeat it.
-                    value: "<hidden>".into(),
-                    reason,
-                },
-            )?,
+            api_keys: ApiKeys::parse(&env.get("API_KEYS").unwrap_or_default())
+                .map_err(|reason| ConfigError::hiding("API_KEYS", reason))?,
             cors_allowed_origins: CorsOrigins::parse(
                 &env.get("CORS_ALLOWED_ORIGINS").unwrap_or_default(),
             )
@@ -128,12 +134,8 @@ fn reads(
     let Some(url) = env.get("DATABASE_READ_URL") else {
         return Ok(None);
     };
-    let database = ConnectOptions::parse_for_reads(&url).map_err(|e| ConfigError {
-        var: "DATABASE_READ_URL",
-        // It may hold a password.
-        value: "<hidden>".into(),
-        reason: e.to_string(),
-    })?;
+    let database = ConnectOptions::parse_for_reads(&url)
+        .map_err(|e| ConfigError::hiding("DATABASE_READ_URL", e.to_string()))?;
     // Each executor reads on connections of its own, as it writes.
     if (max_size as usize) < executors {
         return Err(env.invalid(
@@ -210,11 +212,8 @@ fn webhook_urls(env: &Env<'_>) -> Result<Vec<String>, ConfigError> {
 fn webhook_secret(env: &Env<'_>) -> Result<Option<WebhookSecret>, ConfigError> {
     env.get("WEBHOOK_SECRET")
         .map(|secret| {
-            WebhookSecret::parse(secret.trim()).map_err(|reason| ConfigError {
-                var: "WEBHOOK_SECRET",
-                value: "<hidden>".into(),
-                reason,
-            })
+            WebhookSecret::parse(secret.trim())
+                .map_err(|reason| ConfigError::hiding("WEBHOOK_SECRET", reason))
         })
         .transpose()
 }
@@ -347,12 +346,8 @@ fn positive<T: PartialOrd + Default>(n: &T) -> Result<(), String> {
 /// here so that a bad URL, TLS mode or CA file stops start-up and names its variable.
 fn database(env: &Env<'_>) -> Result<ConnectOptions, ConfigError> {
     if let Some(url) = env.get("DATABASE_URL") {
-        return ConnectOptions::parse(&url).map_err(|e| ConfigError {
-            var: "DATABASE_URL",
-            // It may hold a password.
-            value: "<hidden>".into(),
-            reason: e.to_string(),
-        });
+        return ConnectOptions::parse(&url)
+            .map_err(|e| ConfigError::hiding("DATABASE_URL", e.to_string()));
     }
     let url = database_url(env)?;
     ConnectOptions::parse(&url).map_err(|e| {

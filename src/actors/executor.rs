@@ -463,11 +463,7 @@ impl Handler<GetOrder> for DbExecutor {
     type Result = ResponseFuture<Result<Positioned<Option<Order>>, ExecutorError>>;
 
     fn handle(&mut self, GetOrder { id, at }: GetOrder, ctx: &mut Context<Self>) -> Self::Result {
-        let read = Read {
-            at,
-            positioned: false,
-        };
-        self.read(ctx, read, Option::is_some, async move |conn| {
+        self.read(ctx, Read::seeing(at), Option::is_some, async move |conn| {
             db::find_order(conn, id).await
         })
     }
@@ -481,11 +477,7 @@ impl Handler<GetHistory> for DbExecutor {
         GetHistory { id, at }: GetHistory,
         ctx: &mut Context<Self>,
     ) -> Self::Result {
-        let read = Read {
-            at,
-            positioned: false,
-        };
-        self.read(ctx, read, Option::is_some, async move |conn| {
+        self.read(ctx, Read::seeing(at), Option::is_some, async move |conn| {
             db::status_history(conn, id).await
         })
     }
@@ -500,10 +492,7 @@ impl Handler<ListOrders> for DbExecutor {
         ctx: &mut Context<Self>,
     ) -> Self::Result {
         // The next page must be read at this page's point or later.
-        let read = Read {
-            at,
-            positioned: self.replicas.is_some(),
-        };
+        let read = Read::page(at, self.replicas.is_some());
         self.read(
             ctx,
             read,
@@ -656,9 +645,8 @@ mod tests {
     }
 
     fn pool() -> Pool {
-        // Any reachable database will do: only `SELECT 1` runs. `make test` starts one.
-        let url = std::env::var("TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:25432/postgres".into());
+        // Only `SELECT 1` runs.
+        let url = crate::actors::test_database_url();
         let settings = PoolSettings {
             max_size: 2,
             min_idle: 0,

@@ -29,3 +29,11 @@ pub use messages::{
 };
 pub use reads::{Positioned, ReadSettings, Replicas};
 pub use relay::{listen_for_events, Relay};
+
+/// The database the unit tests that need one use: `TEST_DATABASE_URL`, which `make test` sets,
+/// else the test cluster's default. Any reachable database will do.
+#[cfg(test)]
+fn test_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:25432/postgres".into())
+}

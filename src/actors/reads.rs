@@ -85,12 +85,26 @@ impl Fallback {
 /// One read: what it must see, and whether its answer needs the point it was read at.
 pub(super) struct Read {
     /// The client's token: the read must see this point.
-    pub at: Option<ConsistencyToken>,
+    at: Option<ConsistencyToken>,
     /// Whether the answer carries its read position (list pages, for their cursor).
-    pub positioned: bool,
+    positioned: bool,
 }
 
 impl Read {
+    /// A read of one order or its history, which must see `at`.
+    pub fn seeing(at: Option<ConsistencyToken>) -> Self {
+        Self {
+            at,
+            positioned: false,
+        }
+    }
+
+    /// A read of a list page, which must see `at` and, with `positioned`, answers the point it
+    /// was read at.
+    pub fn page(at: Option<ConsistencyToken>, positioned: bool) -> Self {
+        Self { at, positioned }
+    }
+
     /// Runs `work` where this read may be served: a replica that can, else the primary. An
     /// answer that `found` says is empty is only given once the primary has given it too.
     pub async fn run<T>(
@@ -212,9 +226,7 @@ mod tests {
 
     /// A fresh connection with a sequence of its own; any reachable database will do.
     async fn connection() -> AsyncPgConnection {
-        let url = std::env::var("TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:25432/postgres".into());
-        let mut conn = AsyncPgConnection::establish(&url)
+        let mut conn = AsyncPgConnection::establish(&crate::actors::test_database_url())
             .await
             .expect("`make test` starts a database");
         conn.batch_execute("CREATE TEMPORARY SEQUENCE pipelined")
